@@ -1,0 +1,188 @@
+"""Ground-truth side-car files: ``root/labels/<split>/<video>.npz`` (DESIGN.md §6).
+
+One npz per video, all arrays indexed by the video's frames (T of them):
+
+- ``parts`` uint8 `[T, H, W]`: 0 = background, 1..K = the body's parts.
+- ``links`` uint8 `[T, H, W]`: raw link labels, 0 = background, 1 = the base link,
+  2 + i = pybullet link i (names in ``link_names``).
+- ``landmarks`` float32 `[T, L, 2]`: (x, y) in pixels of the frame, 0 = centre of the first pixel
+  (the convention of `copart_tf.ops.grid`).
+- ``visible`` bool `[T, L]`.
+- ``part_names`` str `[K+1]` with ``part_names[0] == "background"``, ``link_names`` str,
+  ``landmark_names`` str `[L]`.
+
+Files are written byte-for-byte deterministically (fixed zip timestamps, no pickles), so a dataset
+generated twice with the same seed is identical. They are read with ``allow_pickle=False``.
+"""
+
+import io
+import os
+import zipfile
+
+import numpy as np
+
+from copart_tf.errors import DataError
+
+_ARRAY_KEYS = ("parts", "links", "landmarks", "visible")
+_NAME_KEYS = ("part_names", "link_names", "landmark_names")
+_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+def _names_array(names, key, path):
+  names = [str(n) for n in names]
+  if not names:
+    raise DataError(f"{path}: {key} is empty")
+  return np.asarray(names, dtype=np.str_)
+
+
+def write_npz_deterministic(path, arrays):
+  """Writes a compressed npz whose bytes depend only on the arrays (fixed timestamps and order).
+
+  Args:
+    path: output file path.
+    arrays: dict name -> np.ndarray (no object arrays).
+  """
+  with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+    for name in sorted(arrays):
+      buf = io.BytesIO()
+      np.lib.format.write_array(buf, np.asarray(arrays[name]), allow_pickle=False)
+      info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_DATE)
+      info.compress_type = zipfile.ZIP_DEFLATED
+      info.external_attr = 0o644 << 16
+      zf.writestr(info, buf.getvalue(), compresslevel=6)
+
+
+def write_ground_truth(
+  path, parts, links, landmarks, visible, part_names, link_names, landmark_names
+):
+  """Validates and writes one video's ground truth.
+
+  Args:
+    path: output ``.npz`` path (parent folders are created).
+    parts: `[T, H, W]` integer part labels in ``0..K``.
+    links: `[T, H, W]` integer raw link labels in ``0..len(link_names)-1``.
+    landmarks: `[T, L, 2]` (x, y) pixel coordinates.
+    visible: `[T, L]` bool.
+    part_names: K+1 names, ``[0] == 'background'``.
+    link_names: names of the raw link labels, ``[0] == 'background'``.
+    landmark_names: L names.
+
+  Raises:
+    DataError: inconsistent shapes or values (the message names `path`).
+  """
+  arrays = {
+    "parts": np.asarray(parts),
+    "links": np.asarray(links),
+    "landmarks": np.asarray(landmarks, dtype=np.float32),
+    "visible": np.asarray(visible, dtype=bool),
+    "part_names": _names_array(part_names, "part_names", path),
+    "link_names": _names_array(link_names, "link_names", path),
+    "landmark_names": _names_array(landmark_names, "landmark_names", path),
+  }
+  for key in ("parts", "links"):
+    arr = arrays[key]
+    if arr.size and (arr.min() < 0 or arr.max() > 255):
+      raise DataError(
+        f"{path}: {key} values must fit in uint8, got range [{arr.min()}, {arr.max()}]"
+      )
+    arrays[key] = arr.astype(np.uint8)
+  _validate(arrays, path)
+  parent = os.path.dirname(os.fspath(path))
+  if parent:
+    os.makedirs(parent, exist_ok=True)
+  write_npz_deterministic(path, arrays)
+
+
+def read_ground_truth(path, num_frames=None, image_size=None):
+  """Reads and validates one video's ground truth.
+
+  Args:
+    path: ``.npz`` path.
+    num_frames: if given, the expected T (the number of frames of the video).
+    image_size: if given, the expected (H, W) or a single int for square frames.
+
+  Returns:
+    dict with ``parts`` uint8 `[T, H, W]`, ``links`` uint8 `[T, H, W]`, ``landmarks`` float32
+    `[T, L, 2]`, ``visible`` bool `[T, L]`, and ``part_names``, ``link_names``, ``landmark_names``
+    as lists of str; plus ``num_parts`` (K).
+
+  Raises:
+    DataError: missing/unreadable file, missing keys, wrong dtypes or shapes (names `path`).
+  """
+  if not os.path.isfile(path):
+    raise DataError(f"ground-truth file {path} does not exist")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      missing = [k for k in _ARRAY_KEYS + _NAME_KEYS if k not in data.files]
+      if missing:
+        raise DataError(f"{path}: missing arrays {missing} (has {sorted(data.files)})")
+      arrays = {k: data[k] for k in _ARRAY_KEYS + _NAME_KEYS}
+  except DataError:
+    raise
+  except Exception as e:  # zipfile.BadZipFile, ValueError (pickles), OSError, EOFError ...
+    raise DataError(f"cannot read ground-truth file {path}: {type(e).__name__}: {e}") from e
+  _validate(arrays, path)
+  t, h, w = arrays["parts"].shape
+  if num_frames is not None and t != num_frames:
+    raise DataError(f"{path}: has {t} frames of ground truth but the video has {num_frames}")
+  if image_size is not None:
+    want = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
+    if (h, w) != tuple(want):
+      raise DataError(f"{path}: label maps are {h}x{w} but the frames are {want[0]}x{want[1]}")
+  out = {k: arrays[k] for k in _ARRAY_KEYS}
+  for k in _NAME_KEYS:
+    out[k] = [str(n) for n in arrays[k].tolist()]
+  out["num_parts"] = len(out["part_names"]) - 1
+  return out
+
+
+def _validate(arrays, path):
+  """Checks dtypes, shapes and label ranges; raises DataError naming `path`."""
+  expected_dtypes = {
+    "parts": np.uint8,
+    "links": np.uint8,
+    "landmarks": np.float32,
+    "visible": np.bool_,
+  }
+  for key, dtype in expected_dtypes.items():
+    if arrays[key].dtype != dtype:
+      raise DataError(f"{path}: {key} must be {np.dtype(dtype).name}, got {arrays[key].dtype}")
+  for key in _NAME_KEYS:
+    arr = arrays[key]
+    if arr.dtype.kind not in "US" or arr.ndim != 1:
+      raise DataError(f"{path}: {key} must be a 1-D string array, got {arr.dtype} {arr.shape}")
+  parts, links = arrays["parts"], arrays["links"]
+  landmarks, visible = arrays["landmarks"], arrays["visible"]
+  if parts.ndim != 3:
+    raise DataError(f"{path}: parts must be [T, H, W], got shape {parts.shape}")
+  if links.shape != parts.shape:
+    raise DataError(f"{path}: links shape {links.shape} != parts shape {parts.shape}")
+  t = parts.shape[0]
+  if landmarks.ndim != 3 or landmarks.shape[0] != t or landmarks.shape[2] != 2:
+    raise DataError(f"{path}: landmarks must be [T={t}, L, 2], got shape {landmarks.shape}")
+  num_landmarks = landmarks.shape[1]
+  if visible.shape != (t, num_landmarks):
+    raise DataError(
+      f"{path}: visible must be [T, L] = [{t}, {num_landmarks}], got shape {visible.shape}"
+    )
+  if len(arrays["landmark_names"]) != num_landmarks:
+    raise DataError(
+      f"{path}: {len(arrays['landmark_names'])} landmark_names for {num_landmarks} landmarks"
+    )
+  part_names = arrays["part_names"]
+  if len(part_names) < 2 or str(part_names[0]) != "background":
+    raise DataError(
+      f"{path}: part_names must be [K+1] with part_names[0] == 'background', got "
+      f"{[str(n) for n in part_names.tolist()]}"
+    )
+  if parts.size and int(parts.max()) >= len(part_names):
+    raise DataError(
+      f"{path}: parts has label {int(parts.max())} but only {len(part_names) - 1} parts are named"
+    )
+  link_names = arrays["link_names"]
+  if links.size and int(links.max()) >= len(link_names):
+    raise DataError(
+      f"{path}: links has label {int(links.max())} but only {len(link_names)} link_names"
+    )
+  if not np.all(np.isfinite(landmarks)):
+    raise DataError(f"{path}: landmarks contain NaN or inf")

@@ -1,0 +1,551 @@
+"""tf.data input pipelines: training pairs and evaluation frames (docs/ARCHITECTURE.md).
+
+Training pairs (`make_pair_dataset`)
+------------------------------------
+Example ``g`` (the global index: step ``s`` holds examples ``s*B .. s*B+B-1``) is a function of
+``(seed, g)`` only, so the dataset built with ``start_step=s`` yields exactly the batches the
+uninterrupted run yields from step ``s`` on, and the step counter saved in a checkpoint is the
+whole data RNG state. All draws use stateless RNGs:
+
+- which video: epoch-balanced, ``epoch = g // U``, the ``g % U``-th element of a permutation of
+  the U sampling units seeded by ``(seed, epoch)`` (`tf.random.experimental.index_shuffle`), so
+  every unit is drawn exactly once per U examples. A unit is a video, or with ``id_sampling`` an
+  identity (the text before the first ``#``), from which a video is then drawn uniformly;
+- which frames: two independent uniform frames of that video (may be equal), source = the earlier
+  one (FOMM's ``np.sort(np.random.choice(T, 2, replace=True))``);
+- the augmentation draw (`copart_tf.data.augment.augment_pair`).
+
+Frame folders and strips are read and decoded with pure TF ops (`tf.io.read_file`,
+`tf.io.decode_image`), so the parallel map runs without the GIL; video files (mp4/gif/...) go
+through `tf.numpy_function` and a bounded pool of ffmpeg readers (`video_io.read_video_frames`).
+Frame file names are not stored one by one when a folder follows a numbered pattern
+(``0000000.png, 0000001.png, ...``): the name is rebuilt from the index, so the graph stays small
+for datasets with millions of frames.
+
+Bad frames: every example is produced by a tiny nested dataset that tries the drawn pair with
+`ignore_errors` and, if decoding failed, calls a Python diagnosis that names the file:
+
+- ``on_bad_frame="fail"`` (default): the diagnosis raises. TensorFlow surfaces it as a
+  `tf.errors.OpError` whose message contains ``DataError: <file>: <reason>``; wrap the consumer in
+  `translate_data_errors()` to get a `copart_tf.errors.DataError`.
+- ``on_bad_frame="skip"``: the file is logged once (warning) and the example is redrawn from
+  ``(seed, g, attempt)``: same distribution, deterministic. After `MAX_ATTEMPTS` failed draws for
+  one example it raises (the data is mostly corrupt) instead of looping.
+"""
+
+import contextlib
+import os
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from copart_tf.data import augment as augment_lib
+from copart_tf.data import layout, video_io
+from copart_tf.errors import ConfigError, DataError
+
+MAX_ATTEMPTS = 16
+
+# Branches of the frame loader.
+_FILES, _STRIP, _PYTHON = 0, 1, 2
+# Ways of naming a frame file of a frame folder.
+_NAMED_BY_PATTERN, _NAMED_BY_LIST = 0, 1
+_FRAME_NAME = re.compile(r"^(.*?)(\d+)(\.[A-Za-z0-9]+)$")
+_DATA_ERROR = re.compile(r"DataError: ([^\n]*)")
+# The dataset functions use no Python control flow on tensors: skip AutoGraph (faster tracing).
+_plain = tf.autograph.experimental.do_not_convert
+
+
+@contextlib.contextmanager
+def translate_data_errors():
+  """Turns tf.data errors raised for bad input files into `DataError` (one clear line).
+
+  Usage::
+
+    with translate_data_errors():
+      model.fit(dataset, ...)
+  """
+  try:
+    yield
+  except tf.errors.OpError as e:
+    error = data_error_from(e)
+    if error is None:
+      raise
+    raise error from e
+
+
+def data_error_from(error):
+  """The `DataError` carried by a TF op error from this pipeline, or None."""
+  match = _DATA_ERROR.search(getattr(error, "message", None) or str(error))
+  return DataError(match.group(1).strip()) if match else None
+
+
+def _frame_pattern(files):
+  """(prefix, width, start, ext) if the sorted names are prefix + consecutive zero-padded ints."""
+  names = [os.path.basename(f) for f in files]
+  first = _FRAME_NAME.match(names[0])
+  if first is None:
+    return None
+  prefix, digits, ext = first.groups()
+  width, start = len(digits), int(digits)
+  for k, name in enumerate(names):
+    m = _FRAME_NAME.match(name)
+    if m is None:
+      return None
+    p, d, e = m.groups()
+    if p != prefix or e != ext or len(d) != width or int(d) != start + k:
+      return None
+  return prefix, width, start, ext
+
+
+class _Tables:
+  """Per-video lookup tables (NumPy) describing where each frame lives."""
+
+  def __init__(self, entries, id_sampling):
+    n = len(entries)
+    self.num_videos = n
+    self.branch = np.zeros(n, np.int32)
+    self.naming = np.zeros(n, np.int32)
+    self.path = []
+    self.num_frames = np.zeros(n, np.int64)
+    self.prefix, self.ext = [], []
+    self.width = np.zeros(n, np.int32)
+    self.start = np.zeros(n, np.int64)
+    self.name_offset = np.zeros(n, np.int64)
+    names = []
+    for v, e in enumerate(entries):
+      pattern = None
+      if e.kind == "frames":
+        self.branch[v] = _FILES
+        self.path.append(e.path.rstrip(os.sep) + os.sep)
+        pattern = _frame_pattern(e.frame_files)
+        if pattern is None:
+          self.naming[v] = _NAMED_BY_LIST
+          self.name_offset[v] = len(names)
+          names.extend(os.path.basename(f) for f in e.frame_files)
+      else:
+        self.branch[v] = _STRIP if e.kind == "strip" else _PYTHON
+        self.path.append(e.path)
+      self.num_frames[v] = e.num_frames or 0
+      prefix, width, start, ext = pattern or ("", 0, 0, "")
+      self.prefix.append(prefix)
+      self.ext.append(ext)
+      self.width[v] = width
+      self.start[v] = start
+    self.names = names or [""]
+    self.branches = sorted(set(self.branch.tolist()))
+    # Sampling units: videos, or identities with their member videos.
+    if id_sampling:
+      identities = sorted({e.identity for e in entries})
+      members = {i: [] for i in identities}
+      for v, e in enumerate(entries):
+        members[e.identity].append(v)
+      counts = [len(members[i]) for i in identities]
+      self.unit_members = np.asarray([v for i in identities for v in members[i]], np.int64)
+      self.unit_count = np.asarray(counts, np.int64)
+      self.unit_offset = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    else:
+      self.unit_members = np.arange(n, dtype=np.int64)
+      self.unit_count = np.ones(n, np.int64)
+      self.unit_offset = np.arange(n, dtype=np.int64)
+    self.num_units = len(self.unit_count)
+
+
+def _validate_config(image_size, global_batch_size, num_replicas, start_step, seed, on_bad_frame):
+  layout.check_on_bad_frame(on_bad_frame)
+  if not isinstance(image_size, int | np.integer) or image_size < 1:
+    raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
+  if not isinstance(num_replicas, int | np.integer) or num_replicas < 1:
+    raise ConfigError(f"num_replicas must be a positive integer, got {num_replicas!r}")
+  if not isinstance(global_batch_size, int | np.integer) or global_batch_size < 1:
+    raise ConfigError(f"global_batch_size must be a positive integer, got {global_batch_size!r}")
+  if global_batch_size % num_replicas:
+    raise ConfigError(
+      f"global_batch_size={global_batch_size} is not divisible by the number of replicas "
+      f"({num_replicas}): the global batch is the per-replica batch x replicas"
+    )
+  if not isinstance(start_step, int | np.integer) or start_step < 0:
+    raise ConfigError(f"start_step must be a non-negative integer, got {start_step!r}")
+  if not isinstance(seed, int | np.integer):
+    raise ConfigError(f"seed must be an integer, got {seed!r}")
+
+
+def _py_read_video_pair(path, fractions):
+  """numpy_function body: two frames of a video file, or dummies and ok=False."""
+  try:
+    a, b = video_io.read_video_frames(path.decode(), fractions.tolist())
+  except DataError:
+    dummy = np.zeros((1, 1, 3), np.uint8)
+    return dummy, dummy, np.bool_(False)
+  return a, b, np.bool_(True)
+
+
+def _make_diagnose(on_bad_frame, size):
+  """numpy_function body run after a failed read: names the bad file, then raises or skips."""
+
+  def diagnose(branch, path_a, path_b, fractions):
+    path_a, path_b = path_a.decode(), path_b.decode()
+    message = None
+    if branch == _PYTHON:
+      try:
+        video_io.read_video_frames(path_a, fractions.tolist())
+        message = f"cannot read video {path_a} (it worked when retried)"
+      except DataError as e:
+        message = str(e)
+      bad_file = path_a
+    else:
+      bad_file = path_a
+      for p in dict.fromkeys((path_a, path_b)):
+        reason = video_io.check_image_file(p)
+        if reason is not None:
+          message, bad_file = f"cannot decode frame {p}: {reason}", p
+          break
+      if message is None:
+        message = f"TensorFlow cannot decode frame {path_a} or {path_b} (Pillow can)"
+    if on_bad_frame == "fail":
+      raise RuntimeError(
+        f"DataError: {message} (on_bad_frame='skip' substitutes bad frames instead)"
+      )
+    layout.warn_once(bad_file, f"on_bad_frame=skip: {message}; substituting another frame")
+    zeros = np.zeros((size, size, 3), np.float32)
+    return zeros, zeros, np.bool_(False)
+
+  return diagnose
+
+
+def _all_bad(index):
+  raise RuntimeError(
+    f"DataError: on_bad_frame='skip' gave up on example {int(index)}: {MAX_ATTEMPTS} pairs drawn "
+    "in a row were unreadable (see the warnings naming the files); the data looks mostly corrupt"
+  )
+
+
+def make_pair_dataset(
+  data_dir,
+  split,
+  image_size,
+  global_batch_size,
+  seed,
+  start_step=0,
+  augment=True,
+  id_sampling=False,
+  on_bad_frame="fail",
+  num_replicas=1,
+):
+  """Infinite dataset of (source, target) frame pairs from the videos of one split.
+
+  Args:
+    data_dir: dataset root in the FOMM layout (see `copart_tf.data.layout`).
+    split: ``"train"`` or ``"test"``.
+    image_size: model input side S; frames are resized to S x S (area / bilinear).
+    global_batch_size: B, examples per step over all replicas (per-replica batch x replicas).
+    seed: integer; with `start_step` it fixes every example.
+    start_step: first step to produce (resume): the result equals batches `start_step`, ... of
+      the dataset made with ``start_step=0``.
+    augment: apply `augment.augment_pair` (time flip, rotation, colour jitter).
+    id_sampling: draw identities (name before the first ``#``) uniformly instead of videos.
+    on_bad_frame: ``"fail"`` or ``"skip"`` (see the module docstring).
+    num_replicas: replicas in sync; `global_batch_size` must be divisible by it.
+
+  Returns:
+    `tf.data.Dataset` of dicts ``{"source": float32 [B, S, S, 3], "target": float32 [B, S, S, 3]}``
+    with values in [0, 1]; infinite, batched with ``drop_remainder=True``, deterministic order.
+
+  Raises:
+    ConfigError: bad sizes, replicas, seed or `on_bad_frame`.
+    DataError: missing / empty split or bad videos found at scan time.
+  """
+  _validate_config(image_size, global_batch_size, num_replicas, start_step, seed, on_bad_frame)
+  size = int(image_size)
+  batch = int(global_batch_size)
+  entries = layout.scan_split(data_dir, split, on_bad_frame=on_bad_frame)
+  t = _Tables(entries, id_sampling)
+  attempts = MAX_ATTEMPTS if on_bad_frame == "skip" else 1
+
+  branch_t = tf.constant(t.branch)
+  naming_t = tf.constant(t.naming)
+  path_t = tf.constant(t.path)
+  frames_t = tf.constant(t.num_frames)
+  prefix_t = tf.constant(t.prefix)
+  ext_t = tf.constant(t.ext)
+  width_t = tf.constant(t.width)
+  start_t = tf.constant(t.start)
+  offset_t = tf.constant(t.name_offset)
+  names_t = tf.constant(t.names)
+  unit_members_t = tf.constant(t.unit_members)
+  unit_count_t = tf.constant(t.unit_count)
+  unit_offset_t = tf.constant(t.unit_offset)
+  num_units = tf.constant(t.num_units, tf.int64)
+  base_seed = tf.constant([int(seed), 0x636F70], tf.int64)  # 0x636F70 = "cop"
+  perm_seed = tf.random.experimental.stateless_fold_in(base_seed, 1)
+  example_seed = tf.random.experimental.stateless_fold_in(base_seed, 2)
+
+  def pick(count, u):
+    """floor(u * count) clipped to [0, count - 1]; u in [0, 1) float64."""
+    k = tf.cast(tf.floor(u * tf.cast(count, tf.float64)), tf.int64)
+    return tf.clip_by_value(k, 0, tf.maximum(count - 1, 0))
+
+  def sample(index, attempt):
+    """The drawn pair of candidate `attempt` of example `index` (a dict of tensors)."""
+    seed_ex = tf.random.experimental.stateless_fold_in(example_seed, index)
+    seed_c = tf.random.experimental.stateless_fold_in(seed_ex, attempt + 1)
+    r = tf.random.stateless_uniform([4], seed=seed_c, dtype=tf.float64)
+
+    def balanced():
+      epoch_seed = tf.random.experimental.stateless_fold_in(perm_seed, index // num_units)
+      return tf.random.experimental.index_shuffle(index % num_units, epoch_seed, num_units - 1)
+
+    unit = tf.cond(tf.equal(attempt, 0), balanced, lambda: pick(num_units, r[0]))
+    member = pick(unit_count_t[unit], r[1])
+    video = unit_members_t[unit_offset_t[unit] + member]
+    fractions = tf.sort(r[2:4])  # source = the earlier frame
+    n = frames_t[video]
+    frame_idx = pick(n, fractions)
+    base = path_t[video]
+
+    def frame_path(k):
+      # Zero-pad the frame number to the folder's width (as_string's width must be static).
+      digits = tf.strings.join(["0" * 20, tf.strings.as_string(start_t[video] + k)])
+      width = width_t[video]
+      padded = tf.strings.substr(digits, tf.strings.length(digits) - width, width)
+      by_pattern = base + prefix_t[video] + padded + ext_t[video]
+      return tf.cond(
+        tf.equal(naming_t[video], _NAMED_BY_PATTERN),
+        lambda: by_pattern,
+        lambda: base + names_t[offset_t[video] + k],
+      )
+
+    is_files = tf.equal(branch_t[video], _FILES)
+    path_a = tf.cond(is_files, lambda: frame_path(frame_idx[0]), lambda: base)
+    path_b = tf.cond(is_files, lambda: frame_path(frame_idx[1]), lambda: base)
+    return {
+      "branch": branch_t[video],
+      "path_a": path_a,
+      "path_b": path_b,
+      "frame_idx": frame_idx,
+      "fractions": tf.cast(fractions, tf.float32),
+    }
+
+  def decode(path):
+    image = tf.io.decode_image(
+      tf.io.read_file(path), channels=3, dtype=tf.float32, expand_animations=False
+    )
+    image.set_shape([None, None, 3])
+    return image
+
+  def load_files(c):
+    return (
+      augment_lib.resize_image(decode(c["path_a"]), size),
+      augment_lib.resize_image(decode(c["path_b"]), size),
+    )
+
+  def load_strip(c):
+    strip = decode(c["path_a"])
+    h = tf.shape(strip)[0]
+    idx = tf.cast(c["frame_idx"], tf.int32)
+    frames = [strip[:, idx[k] * h : (idx[k] + 1) * h] for k in range(2)]
+    return tuple(augment_lib.resize_image(f, size) for f in frames)
+
+  def load_python(c):
+    a, b, ok = tf.numpy_function(
+      _py_read_video_pair, [c["path_a"], c["fractions"]], [tf.uint8, tf.uint8, tf.bool]
+    )
+    a.set_shape([None, None, 3])
+    b.set_shape([None, None, 3])
+    return augment_lib.resize_image(a, size), augment_lib.resize_image(b, size), ok
+
+  @_plain
+  def load(c):
+    loaders = {
+      _FILES: lambda: (*load_files(c), tf.constant(True)),
+      _STRIP: lambda: (*load_strip(c), tf.constant(True)),
+      _PYTHON: lambda: load_python(c),
+    }
+    if len(t.branches) == 1:
+      return loaders[t.branches[0]]()
+    branch_fns = {b: loaders[b] for b in t.branches}
+    return tf.switch_case(c["branch"], branch_fns)
+
+  diagnose_fn = _make_diagnose(on_bad_frame, size)
+
+  @_plain
+  def diagnose(c):
+    a, b, ok = tf.numpy_function(
+      diagnose_fn,
+      [c["branch"], c["path_a"], c["path_b"], c["fractions"]],
+      [tf.float32, tf.float32, tf.bool],
+    )
+    a.set_shape([size, size, 3])
+    b.set_shape([size, size, 3])
+    ok.set_shape([])
+    return a, b, ok
+
+  @_plain
+  def is_ok(a, b, ok):
+    del a, b
+    return ok
+
+  @_plain
+  def candidate(index, attempt):
+    c = sample(index, attempt)
+    tried = tf.data.Dataset.from_tensors(c).map(load).ignore_errors().filter(is_ok)
+    return tried.concatenate(tf.data.Dataset.from_tensors(c).map(diagnose)).take(1)
+
+  @_plain
+  def give_up(index):
+    a, b, ok = tf.numpy_function(_all_bad, [index], [tf.float32, tf.float32, tf.bool])
+    a.set_shape([size, size, 3])
+    b.set_shape([size, size, 3])
+    ok.set_shape([])
+    return a, b, ok
+
+  @_plain
+  def example(index):
+    tries = tf.data.Dataset.range(attempts).flat_map(_plain(lambda a: candidate(index, a)))
+    tries = tries.filter(is_ok).take(1)
+    tries = tries.concatenate(tf.data.Dataset.from_tensors(index).map(give_up)).take(1)
+    return tries.map(_plain(lambda a, b, ok: (index, a, b)))
+
+  @_plain
+  def finish(index, source, target):
+    if augment:
+      seed_ex = tf.random.experimental.stateless_fold_in(example_seed, index)
+      seed_aug = tf.random.experimental.stateless_fold_in(seed_ex, 0)
+      source, target = augment_lib.augment_pair(source, target, seed_aug)
+    return {"source": source, "target": target}
+
+  first = int(start_step) * batch
+  ds = tf.data.Dataset.range(first, np.iinfo(np.int64).max)
+  ds = ds.interleave(
+    example,
+    cycle_length=max(4, min(batch, 32)),
+    block_length=1,
+    num_parallel_calls=tf.data.AUTOTUNE,
+    deterministic=True,
+  )
+  ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  ds = ds.batch(batch, drop_remainder=True)
+  ds = ds.prefetch(tf.data.AUTOTUNE)
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return ds.with_options(options)
+
+
+def _read_ground_truth(path):
+  from copart_tf.data.ground_truth import read_ground_truth  # lazy: avoids an import cycle
+
+  return read_ground_truth(path)
+
+
+def _nearest_indices(out_size, in_size):
+  """Source index of each output pixel for nearest resizing (pixel-centre aligned)."""
+  idx = np.floor((np.arange(out_size) + 0.5) * in_size / out_size).astype(np.int64)
+  return np.clip(idx, 0, in_size - 1)
+
+
+def resize_labels(labels, size):
+  """Nearest-neighbour resize of an integer label map `[H, W]` to `[size, size]` (NumPy)."""
+  h, w = labels.shape[:2]
+  if (h, w) == (size, size):
+    return labels
+  return labels[_nearest_indices(size, h)][:, _nearest_indices(size, w)]
+
+
+def scale_landmarks(landmarks, height, width, size):
+  """Pixel (x, y) in an H x W frame -> pixel (x, y) in the S x S resized frame.
+
+  Pixel centres are at integer coordinates (`copart_tf.ops.grid`), so
+  ``x' = (x + 0.5) * S / W - 0.5``.
+  """
+  scale = np.array([size / width, size / height], np.float32)
+  return ((np.asarray(landmarks, np.float32) + 0.5) * scale - 0.5).astype(np.float32)
+
+
+def _resize_uint8(frame, size):
+  if frame.shape[0] == size and frame.shape[1] == size:
+    return frame
+  resized = augment_lib.resize_image(frame, size).numpy()
+  return np.clip(np.round(resized * 255.0), 0, 255).astype(np.uint8)
+
+
+def iterate_eval_frames(data_dir, split, image_size, max_frames_per_video=None):
+  """Yields every frame, in order, of every video of `split` that has ground truth.
+
+  Videos without ``root/labels/<split>/<video>.npz`` are skipped. Frames are streamed (one in
+  memory at a time per video).
+
+  Args:
+    data_dir: dataset root.
+    split: ``"train"`` / ``"test"``.
+    image_size: S; images and labels are resized to S x S.
+    max_frames_per_video: read at most this many frames of each video (None = all).
+
+  Yields:
+    dicts with
+      ``video`` (str name), ``frame_index`` (int),
+      ``image`` uint8 `[S, S, 3]` (area / bilinear resize),
+      ``original_shape`` (H, W) of the frame on disk,
+      ``parts`` uint8 `[S, S]` and ``links`` uint8 `[S, S]` (nearest resize),
+      ``landmarks`` float32 `[L, 2]` (x, y) in pixels of the resized frame,
+      ``visible`` bool `[L]`, ``part_names`` (list of K+1 str), ``landmark_names`` (list of str).
+
+  Raises:
+    DataError: no ground truth in the split, unreadable frame or npz, frame count or size that
+      does not match the ground truth (names the file).
+  """
+  if not isinstance(image_size, int | np.integer) or image_size < 1:
+    raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
+  size = int(image_size)
+  entries = layout.scan_split(data_dir, split, on_bad_frame="fail", validate_sample=0)
+  labeled = [(e, layout.ground_truth_path(data_dir, split, e)) for e in entries]
+  labeled = [(e, p) for e, p in labeled if p is not None]
+  if not labeled:
+    raise DataError(
+      f"no ground truth for split {split!r}: expected "
+      f"{os.path.join(os.fspath(data_dir), 'labels', split, '<video>.npz')} for some of the "
+      f"{len(entries)} videos"
+    )
+  for entry, gt_path in labeled:
+    gt = _read_ground_truth(gt_path)
+    num_gt = gt["parts"].shape[0]
+    if entry.num_frames is not None and entry.num_frames != num_gt:
+      raise DataError(
+        f"{gt_path}: has {num_gt} frames of ground truth but video {entry.path} has "
+        f"{entry.num_frames}"
+      )
+    stream = video_io.iterate_video_frames(entry.path)
+    count = 0
+    try:
+      for t, frame in enumerate(stream):
+        if max_frames_per_video is not None and t >= max_frames_per_video:
+          break
+        if t >= num_gt:
+          raise DataError(
+            f"{gt_path}: has {num_gt} frames of ground truth but video {entry.path} has more"
+          )
+        h, w = frame.shape[:2]
+        if gt["parts"].shape[1:] != (h, w):
+          raise DataError(
+            f"{gt_path}: label maps are {gt['parts'].shape[1]}x{gt['parts'].shape[2]} but frame "
+            f"{t} of {entry.path} is {h}x{w}"
+          )
+        count += 1
+        yield {
+          "video": entry.name,
+          "frame_index": t,
+          "image": _resize_uint8(frame, size),
+          "original_shape": (h, w),
+          "parts": resize_labels(gt["parts"][t], size),
+          "links": resize_labels(gt["links"][t], size),
+          "landmarks": scale_landmarks(gt["landmarks"][t], h, w, size),
+          "visible": gt["visible"][t],
+          "part_names": gt["part_names"],
+          "landmark_names": gt["landmark_names"],
+        }
+    finally:
+      stream.close()
+    if max_frames_per_video is None and count != num_gt:
+      raise DataError(
+        f"{gt_path}: has {num_gt} frames of ground truth but video {entry.path} has {count}"
+      )

@@ -1,0 +1,489 @@
+"""CoPartModel: encoder, transform head, latent warp, shared decoder and assembly (DESIGN.md §3-5)."""
+
+import keras
+import tensorflow as tf
+
+from copart_tf.losses import background as background_lib
+from copart_tf.losses import concentration as concentration_lib
+from copart_tf.losses import equivariance as equivariance_lib
+from copart_tf.losses import reconstruction as reconstruction_lib
+from copart_tf.losses import transformation as transformation_lib
+from copart_tf.model.decoder import PartDecoder
+from copart_tf.model.encoder import Encoder
+from copart_tf.model.part_map_head import PartMapHead
+from copart_tf.model.presets import get_preset
+from copart_tf.model.transform_head import TransformHead
+from copart_tf.ops import affine as affine_lib
+from copart_tf.ops import warp as warp_lib
+
+# Loss weights: the reference's Tai-Chi configuration (DESIGN.md §5). Every one is a constructor
+# argument and a training flag.
+DEFAULT_LOSS_WEIGHTS = {
+  "l1": 1.0,
+  "grad": 5.0,
+  "perceptual": 10.0,
+  "target_rec": 1.0,
+  "source_rec": 0.1,
+  "background": 0.5,
+  "foreground": 0.5,
+  "translation": 1.0,
+  "rotation_scale": 0.1,
+  "equivariance": 0.02,
+  "concentration": 0.35,
+  "canonical_concentration": 0.035,
+}
+
+LOSS_TERMS = (
+  "total",
+  "rec_target",
+  "rec_source",
+  "l1",
+  "grad",
+  "perceptual",
+  "background",
+  "translation",
+  "rotation_scale",
+  "equivariance",
+  "concentration",
+  "canonical_concentration",
+)
+
+
+def _to_parts(maps):
+  """`[B, h, w, K, C]` -> `[B*K, h, w, C]` (parts folded into the batch)."""
+  shape = tf.shape(maps)
+  return tf.reshape(tf.transpose(maps, [0, 3, 1, 2, 4]), [-1, shape[1], shape[2], shape[4]])
+
+
+def _from_parts(folded, batch, num):
+  """`[B*K, H, W, C]` -> `[B, H, W, K, C]`."""
+  shape = tf.shape(folded)
+  unfolded = tf.reshape(folded, [batch, num, shape[1], shape[2], shape[3]])
+  return tf.transpose(unfolded, [0, 2, 3, 1, 4])
+
+
+class CoPartModel(keras.Model):
+  """Unsupervised co-part segmentation through assembly.
+
+  `call()` segments images: each image's part maps are moved to the canonical frame and back
+  (or not moved, with `compose_warps`), decoded once per part and assembled; `train_step()`
+  implements the full source -> target retargeting objective with one `Mean` tracker per loss
+  term.
+
+  Example:
+  >>> model = CoPartModel(num_parts=4, preset="tiny", image_size=64)
+  >>> out = model(tf.zeros([2, 64, 64, 3]))
+  >>> out["masks"].shape, out["affines"].shape
+  (TensorShape([2, 64, 64, 5]), TensorShape([2, 4, 2, 3]))
+
+  Args:
+    num_parts: K, foreground parts (background is index 0 on top of them).
+    preset: architecture preset name (`copart_tf.model.presets`).
+    image_size: side of the square model input.
+    compose_warps: warp each latent map once with the composed transform instead of going through
+      the canonical frame (DESIGN.md §3). Default False, the paper's two-step path.
+    perceptual: "none", "pyramid" or "vgg" (then call `set_perceptual_loss` with the VGG layer).
+    background_on: "retarget" (reference) or "both" (also the source reconstruction's masks).
+    covariance_threshold: zeta of the rotation/scale loss.
+    equivariance_rotation: maximum rotation (radians) of the random equivariance warp W.
+    part_names: optional K+1 names, [0] = background.
+    seed: base seed of the random warps drawn inside `train_step` when the data has none.
+    **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
+  """
+
+  def __init__(
+    self,
+    num_parts=10,
+    preset="small",
+    image_size=128,
+    compose_warps=False,
+    perceptual="pyramid",
+    background_on="retarget",
+    covariance_threshold=0.02,
+    equivariance_rotation=6.283185307179586,
+    part_names=None,
+    seed=0,
+    **kwargs,
+  ):
+    weights = dict(DEFAULT_LOSS_WEIGHTS)
+    for name in list(kwargs):
+      if name in DEFAULT_LOSS_WEIGHTS:
+        weights[name] = float(kwargs.pop(name))
+    super().__init__(**kwargs)
+    if num_parts < 1:
+      raise ValueError(f"num_parts must be >= 1, got {num_parts}")
+    if image_size % 4:
+      raise ValueError(f"image_size must be a multiple of 4, got {image_size}")
+    if perceptual not in ("none", "pyramid", "vgg"):
+      raise ValueError(f"perceptual must be none|pyramid|vgg, got {perceptual!r}")
+    if background_on not in ("retarget", "both"):
+      raise ValueError(f"background_on must be retarget|both, got {background_on!r}")
+    self.num_parts = int(num_parts)
+    self.preset = get_preset(preset)
+    self.image_size = int(image_size)
+    self.compose_warps = bool(compose_warps)
+    self.perceptual = perceptual
+    self.background_on = background_on
+    self.covariance_threshold = float(covariance_threshold)
+    self.equivariance_rotation = float(equivariance_rotation)
+    self.loss_weights = weights
+    self.seed = int(seed)
+    self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
+    if len(self.part_names) != num_parts + 1:
+      raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
+
+    self.encoder = Encoder(self.preset, name="encoder")
+    self.part_map_head = PartMapHead(self.num_parts, self.preset, name="part_map_head")
+    self.transform_head = TransformHead(self.num_parts, self.preset, name="transform_head")
+    self.decoder = PartDecoder(self.preset, name="decoder")
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
+    # The VGG layer must not be tracked: it would land in every checkpoint and export.
+    object.__setattr__(self, "_perceptual_layer", None)
+
+  @staticmethod
+  def default_part_names(num_parts):
+    return ["background"] + [f"part_{k}" for k in range(1, num_parts + 1)]
+
+  def set_perceptual_loss(self, layer):
+    """Attaches the (frozen, untracked) VGG perceptual loss callable used when perceptual="vgg"."""
+    object.__setattr__(self, "_perceptual_layer", layer)
+
+  def get_config(self):
+    return {
+      "num_parts": self.num_parts,
+      "preset": self.preset.name,
+      "image_size": self.image_size,
+      "compose_warps": self.compose_warps,
+      "perceptual": self.perceptual,
+      "background_on": self.background_on,
+      "covariance_threshold": self.covariance_threshold,
+      "equivariance_rotation": self.equivariance_rotation,
+      "part_names": list(self.part_names),
+      "seed": self.seed,
+      **self.loss_weights,
+    }
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+  @property
+  def metrics(self):
+    return list(self.trackers.values())
+
+  def build(self, input_shape=None):
+    s = self.image_size
+    self.encoder.build((None, s, s, 3))
+    features = self.encoder.compute_output_shape((None, s, s, 3))
+    self.part_map_head.build(features)
+    self.transform_head.build(features)
+    self.decoder.build((None, s // 4, s // 4, self.preset.latent_channels))
+    self.built = True
+
+  # ---------------------------------------------------------------- building blocks
+
+  def encode(self, images, part_maps=True):
+    """Encoder pass.
+
+    Args:
+      images: `[B, S, S, 3]` in [0, 1].
+      part_maps: also run the part-map head (the target passes of training need only poses).
+
+    Returns:
+      dict: affines `[B, K, 2, 3]`, cos_sin/scale/shift `[B, K, 2]`, and part_maps
+      `[B, S/4, S/4, K+1, C_lat]` when requested.
+    """
+    features = self.encoder(images)
+    out = dict(self.transform_head(features))
+    if part_maps:
+      out["part_maps"] = self.part_map_head(features)
+    return out
+
+  def _warp_parts(self, folded_maps, affines_out_to_in):
+    """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
+    return warp_lib.warp_affine(folded_maps, tf.reshape(affines_out_to_in, [-1, 2, 3]))
+
+  def _decode(self, folded_maps):
+    """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`)."""
+    return self.decoder(folded_maps)
+
+  @staticmethod
+  def assemble(part_images, depth):
+    """Masks = softmax over parts of depth; image = sum_k M_k P_k.
+
+    Args:
+      part_images: `[B, S, S, K+1, 3]`.
+      depth: `[B, S, S, K+1]`.
+
+    Returns:
+      (masks `[B, S, S, K+1]`, image `[B, S, S, 3]`).
+    """
+    masks = tf.nn.softmax(depth, axis=-1)
+    return masks, tf.reduce_sum(masks[..., None] * part_images, axis=-2)
+
+  # ---------------------------------------------------------------- inference
+
+  def call(self, images, training=False):
+    """Segments images (the source-reconstruction path of training).
+
+    Args:
+      images: `[B, S, S, 3]` float32 in [0, 1], S = `image_size`.
+      training: unused (no layer behaves differently).
+
+    Returns:
+      dict with masks `[B,S,S,K+1]`, part_labels int32 `[B,S,S]`, depth `[B,S,S,K+1]`, part_images
+      `[B,S,S,K+1,3]`, reconstruction `[B,S,S,3]`, affines `[B,K,2,3]`, centers `[B,K,2]`
+      (normalised x, y), cos_sin and scale `[B,K,2]`.
+    """
+    del training
+    enc = self.encode(images)
+    batch = tf.shape(images)[0]
+    k = self.num_parts
+    maps = enc["part_maps"]
+    fg = _to_parts(maps[..., 1:, :])
+    if not self.compose_warps:
+      canonical = self._warp_parts(fg, enc["affines"])
+      fg = self._warp_parts(canonical, affine_lib.invert(enc["affines"]))
+    latents = tf.concat([maps[..., 0, :], fg], axis=0)
+    part_images, depth = self._decode(latents)
+    bg_images, fg_images = part_images[:batch], part_images[batch:]
+    bg_depth, fg_depth = depth[:batch], depth[batch:]
+    part_images = tf.concat([bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2)
+    depth = tf.concat([bg_depth, _from_parts(fg_depth, batch, k)[..., 0]], axis=-1)
+    masks, reconstruction = self.assemble(part_images, depth)
+    return {
+      "masks": masks,
+      "part_labels": tf.argmax(depth, axis=-1, output_type=tf.int32),
+      "depth": depth,
+      "part_images": part_images,
+      "reconstruction": reconstruction,
+      "affines": enc["affines"],
+      "centers": enc["shift"],
+      "cos_sin": enc["cos_sin"],
+      "scale": enc["scale"],
+    }
+
+  def segment(self, images):
+    """Only what segmentation users need: part_labels, masks, affines, centers."""
+    out = self(images)
+    return {key: out[key] for key in ("part_labels", "masks", "affines", "centers")}
+
+  def animate(self, source_images, driving_images):
+    """Re-poses the source's parts by the driving frames' poses (the reference's "driving_image").
+
+    Args:
+      source_images: `[B, S, S, 3]`.
+      driving_images: `[B, S, S, 3]`.
+
+    Returns:
+      dict: image `[B, S, S, 3]`, masks `[B, S, S, K+1]`, part_labels `[B, S, S]`.
+    """
+    batch = tf.shape(source_images)[0]
+    src = self.encode(source_images)
+    drv = self.encode(driving_images, part_maps=False)
+    out = self._retarget(src["part_maps"], src["affines"], drv["affines"], batch)
+    masks, image = self.assemble(out["part_images"], out["depth"])
+    return {
+      "image": image,
+      "masks": masks,
+      "part_labels": tf.argmax(out["depth"], axis=-1, output_type=tf.int32),
+    }
+
+  def _retarget(self, maps, source_affines, target_affines, batch):
+    k = self.num_parts
+    fg = _to_parts(maps[..., 1:, :])
+    if self.compose_warps:
+      moved = self._warp_parts(
+        fg, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
+      )
+    else:
+      canonical = self._warp_parts(fg, source_affines)
+      moved = self._warp_parts(canonical, affine_lib.invert(target_affines))
+    part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0))
+    return {
+      "part_images": tf.concat(
+        [part_images[:batch, :, :, None], _from_parts(part_images[batch:], batch, k)], axis=-2
+      ),
+      "depth": tf.concat([depth[:batch], _from_parts(depth[batch:], batch, k)[..., 0]], axis=-1),
+    }
+
+  # ---------------------------------------------------------------- training
+
+  def forward_pair(self, source, target, warp_affines):
+    """Everything one training step needs (DESIGN.md §4).
+
+    Args:
+      source: `[B, S, S, 3]`.
+      target: `[B, S, S, 3]`, same video, later frame.
+      warp_affines: `[B, 2, 3]` random W; the warped target is I_w(u) = I_t(W u).
+
+    Returns:
+      dict of tensors: source/target reconstructions and masks, canonical masks, poses.
+    """
+    batch = tf.shape(source)[0]
+    k = self.num_parts
+    warped = warp_lib.warp_affine(target, warp_affines, padding="border")
+    # One trunk + transform-head pass over the three images; part maps for the source only.
+    features = self.encoder(tf.concat([source, target, warped], axis=0))
+    poses = self.transform_head(features)
+    source_affines = poses["affines"][:batch]
+    target_affines = poses["affines"][batch : 2 * batch]
+    warped_affines = poses["affines"][2 * batch :]
+    maps = self.part_map_head(features[:batch])
+
+    fg = _to_parts(maps[..., 1:, :])
+    canonical = self._warp_parts(fg, source_affines)  # V*(c) = V^s(T^s c)
+    if self.compose_warps:
+      source_rec = fg
+      retarget = self._warp_parts(
+        fg, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
+      )
+    else:
+      source_rec = self._warp_parts(canonical, affine_lib.invert(source_affines))
+      retarget = self._warp_parts(canonical, affine_lib.invert(target_affines))
+
+    # One decoder call: background once (never warped, shared by both assemblies), then the
+    # source-reconstruction, retargeted and canonical part maps.
+    latents = tf.concat([maps[..., 0, :], source_rec, retarget, canonical], axis=0)
+    part_images, depth = self._decode(latents)
+    n = batch * k
+    bg_img, bg_depth = part_images[:batch], depth[:batch]
+
+    def parts(tensor, index):
+      start = batch + index * n
+      return _from_parts(tensor[start : start + n], batch, k)
+
+    src_images = tf.concat([bg_img[..., None, :], parts(part_images, 0)], axis=-2)
+    src_depth = tf.concat([bg_depth, parts(depth, 0)[..., 0]], axis=-1)
+    tgt_images = tf.concat([bg_img[..., None, :], parts(part_images, 1)], axis=-2)
+    tgt_depth = tf.concat([bg_depth, parts(depth, 1)[..., 0]], axis=-1)
+    source_masks, source_rec_image = self.assemble(src_images, src_depth)
+    target_masks, target_rec_image = self.assemble(tgt_images, tgt_depth)
+    # Canonical masks: each canonical part assembled against the background alone, since all
+    # canonical parts sit at the frame centre and a joint softmax would make them compete.
+    canonical_masks = tf.sigmoid(parts(depth, 2)[..., 0] - bg_depth)
+
+    return {
+      "warped_target": warped,
+      "source_reconstruction": source_rec_image,
+      "target_reconstruction": target_rec_image,
+      "source_masks": source_masks,
+      "target_masks": target_masks,
+      "canonical_masks": canonical_masks,
+      "source_affines": source_affines,
+      "target_affines": target_affines,
+      "warped_affines": warped_affines,
+      "target_scale": poses["scale"][batch : 2 * batch],
+      "target_cos_sin": poses["cos_sin"][batch : 2 * batch],
+    }
+
+  def _perceptual_fn(self):
+    if self.perceptual == "none":
+      return None
+    if self.perceptual == "pyramid":
+      return reconstruction_lib.pyramid_loss
+    if self._perceptual_layer is None:
+      raise ValueError('perceptual="vgg" needs set_perceptual_loss(VGGPerceptualLoss(...)) first')
+    return self._perceptual_layer
+
+  def compute_losses(self, source, target, warp_affines, outputs):
+    """All loss terms (DESIGN.md §5) as a dict of scalars, including the weighted "total"."""
+    w = self.loss_weights
+    perceptual = self._perceptual_fn()
+    rec_t = reconstruction_lib.reconstruction_terms(
+      target, outputs["target_reconstruction"], perceptual
+    )
+    rec_s = reconstruction_lib.reconstruction_terms(
+      source, outputs["source_reconstruction"], perceptual
+    )
+
+    def weighted(terms):
+      value = w["l1"] * terms["l1"] + w["grad"] * terms["grad"]
+      if "perceptual" in terms:
+        value += w["perceptual"] * terms["perceptual"]
+      return value
+
+    rec_target = weighted(rec_t)
+    rec_source = weighted(rec_s)
+    target_masks = outputs["target_masks"]
+    background = background_lib.background_loss(target_masks, w["background"], w["foreground"])
+    if self.background_on == "both":
+      background += background_lib.background_loss(
+        outputs["source_masks"], w["background"], w["foreground"]
+      )
+    fg_target = target_masks[..., 1:]
+    translation = transformation_lib.translation_loss(fg_target, outputs["target_affines"])
+    rotation_scale = transformation_lib.rotation_scale_loss(
+      fg_target, outputs["target_affines"], self.covariance_threshold
+    )
+    equivariance = equivariance_lib.equivariance_loss(
+      outputs["warped_affines"], outputs["target_affines"], warp_affines
+    )
+    concentration = concentration_lib.concentration_loss(
+      outputs["source_masks"][..., 1:]
+    ) + concentration_lib.concentration_loss(fg_target)
+    canonical = concentration_lib.canonical_concentration_loss(outputs["canonical_masks"])
+    total = (
+      w["target_rec"] * rec_target
+      + w["source_rec"] * rec_source
+      + background
+      + w["translation"] * translation
+      + w["rotation_scale"] * rotation_scale
+      + w["equivariance"] * equivariance
+      + w["concentration"] * concentration
+      + w["canonical_concentration"] * canonical
+    )
+    zero = tf.zeros([], total.dtype)
+    return {
+      "total": total,
+      "rec_target": rec_target,
+      "rec_source": rec_source,
+      "l1": rec_t["l1"],
+      "grad": rec_t["grad"],
+      "perceptual": rec_t.get("perceptual", zero),
+      "background": background,
+      "translation": translation,
+      "rotation_scale": rotation_scale,
+      "equivariance": equivariance,
+      "concentration": concentration,
+      "canonical_concentration": canonical,
+    }
+
+  def _warp_affines_for(self, data, batch):
+    if isinstance(data, dict) and "warp_affines" in data:
+      return tf.cast(data["warp_affines"], tf.float32)
+    # No per-example W from the input pipeline: derive it from the step counter.
+    step = tf.cast(self.optimizer.iterations if self.optimizer else 0, tf.int32)
+    replica = tf.distribute.get_replica_context()
+    replica_id = replica.replica_id_in_sync_group if replica is not None else 0
+    seed = tf.stack([tf.constant(self.seed, tf.int32) + 7919 * tf.cast(replica_id, tf.int32), step])
+    return affine_lib.random_affine(batch, seed, max_rotation=self.equivariance_rotation)
+
+  def _unpack(self, data):
+    if isinstance(data, dict):
+      return data["source"], data["target"]
+    return data[0], data[1]
+
+  def train_step(self, data):
+    source, target = self._unpack(data)
+    warp_affines = self._warp_affines_for(data, tf.shape(source)[0])
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    with tf.GradientTape() as tape:
+      outputs = self.forward_pair(source, target, warp_affines)
+      losses = self.compute_losses(source, target, warp_affines, outputs)
+      # Keras 3 sums gradients over replicas; each replica's loss is a mean over its own batch.
+      scaled = losses["total"] / tf.cast(replicas, losses["total"].dtype)
+    gradients = tape.gradient(scaled, self.trainable_variables)
+    self.optimizer.apply(gradients, self.trainable_variables)
+    for name, value in losses.items():
+      self.trackers[name].update_state(value)
+    return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+  def test_step(self, data):
+    source, target = self._unpack(data)
+    warp_affines = self._warp_affines_for(data, tf.shape(source)[0])
+    outputs = self.forward_pair(source, target, warp_affines)
+    losses = self.compute_losses(source, target, warp_affines, outputs)
+    for name, value in losses.items():
+      self.trackers[name].update_state(value)
+    return {name: tracker.result() for name, tracker in self.trackers.items()}

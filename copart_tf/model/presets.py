@@ -1,0 +1,108 @@
+"""Architecture presets: the same code at different widths (DESIGN.md §3).
+
+- `paper`: the reference widths (stem 64/256/512, hourglass up to 1024 channels, ~111M encoder
+  parameters, C_lat = 10, full-resolution decoder). A GPU configuration.
+- `small`: what CPU users train; the demo and the synthetic benchmark use it.
+- `tiny`: unit tests only.
+"""
+
+import dataclasses
+
+from copart_tf.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+  """Widths of every block.
+
+  Attributes:
+    name: preset name.
+    stem_channels: channels of the stem convs; the first runs at full resolution, each later one
+      halves the resolution (two of them: the latent maps live at H/4 x W/4).
+    hourglass_channels: channels of the hourglass down blocks (each halves the resolution); the up
+      path mirrors them with skip connections back to H/4.
+    convs_per_block: 3x3 convs per hourglass block.
+    part_map_channels: hidden channels of the part-map head (0 = a single conv).
+    latent_channels: C_lat, channels of each part's latent map.
+    head_channels: channels of the transform head's strided convs.
+    head_hidden: width of the transform head's hidden dense layer.
+    decoder_channels: decoder widths: one conv at latent resolution, then one per x2 upsampling.
+    decoder_output_stride: resolution of the decoder output relative to the image (1 = full; 2 = the
+      decoder stops at H/2 and its 4 output channels are bilinearly upsampled, a 3x cheaper CPU
+      choice).
+    groups: GroupNorm groups of the encoder and heads (per-sample normalisation, so the three
+      encoder passes and the replicas never mix statistics; 0 disables normalisation).
+    decoder_groups: GroupNorm groups of the decoder (0 = none). On CPU, GroupNorm at the decoder's
+      high resolution costs as much as the conv it follows (measured), and the decoder is shallow.
+  """
+
+  name: str
+  stem_channels: tuple
+  hourglass_channels: tuple
+  convs_per_block: int
+  part_map_channels: int
+  latent_channels: int
+  head_channels: tuple
+  head_hidden: int
+  decoder_channels: tuple
+  decoder_output_stride: int
+  groups: int
+  decoder_groups: int
+
+
+PRESETS = {
+  "paper": Preset(
+    name="paper",
+    stem_channels=(64, 256, 512),
+    hourglass_channels=(1024, 1024, 1024),
+    convs_per_block=2,
+    part_map_channels=512,
+    latent_channels=10,
+    head_channels=(256, 256, 256),
+    head_hidden=512,
+    decoder_channels=(256, 128, 64),
+    decoder_output_stride=1,
+    groups=32,
+    decoder_groups=32,
+  ),
+  "small": Preset(
+    name="small",
+    stem_channels=(16, 32, 64),
+    hourglass_channels=(96, 128, 192),
+    convs_per_block=1,
+    part_map_channels=64,
+    latent_channels=8,
+    head_channels=(64, 64, 64),
+    head_hidden=256,
+    decoder_channels=(32, 16),
+    decoder_output_stride=2,
+    groups=8,
+    decoder_groups=0,
+  ),
+  "tiny": Preset(
+    name="tiny",
+    stem_channels=(8, 8, 16),
+    hourglass_channels=(16, 16),
+    convs_per_block=1,
+    part_map_channels=0,
+    latent_channels=4,
+    head_channels=(16, 16),
+    head_hidden=32,
+    decoder_channels=(16, 8),
+    decoder_output_stride=2,
+    groups=4,
+    decoder_groups=0,
+  ),
+}
+
+
+def get_preset(name):
+  """Returns the `Preset` called `name`, or raises ConfigError listing the valid names."""
+  if isinstance(name, Preset):
+    return name
+  try:
+    return PRESETS[name]
+  except KeyError:
+    raise ConfigError(
+      f"--preset={name!r} is not a preset; choose one of {', '.join(sorted(PRESETS))}"
+    ) from None
