@@ -217,7 +217,9 @@ def scan_split(data_dir, split, on_bad_frame="fail", validate_sample=16, split_s
       if on_bad_frame == "fail":
         raise
       recovered = None
-      if i in sampled:  # keep the video if only its sampled header is bad; frames are checked later
+      if i in sampled and os.path.isdir(path):
+        # A frame folder with a bad sampled frame is kept: its other frames may be fine and bad
+        # ones are substituted when read. A video file that cannot be opened is dropped.
         try:
           recovered = _make_entry(path, check_headers=False)
         except DataError:

@@ -180,7 +180,7 @@ def _py_read_video_pair(path, fractions):
   return a, b, np.bool_(True)
 
 
-def _make_diagnose(on_bad_frame, size):
+def _make_diagnose(on_bad_frame):
   """numpy_function body run after a failed read: names the bad file, then raises or skips."""
 
   def diagnose(branch, path_a, path_b, fractions):
@@ -201,14 +201,15 @@ def _make_diagnose(on_bad_frame, size):
           message, bad_file = f"cannot decode frame {p}: {reason}", p
           break
       if message is None:
-        message = f"TensorFlow cannot decode frame {path_a} or {path_b} (Pillow can)"
+        files = path_a if path_a == path_b else f"{path_a} or {path_b}"
+        message = f"TensorFlow cannot decode frame {files} (Pillow can)"
     if on_bad_frame == "fail":
       raise RuntimeError(
         f"DataError: {message} (on_bad_frame='skip' substitutes bad frames instead)"
       )
     layout.warn_once(bad_file, f"on_bad_frame=skip: {message}; substituting another frame")
-    zeros = np.zeros((size, size, 3), np.float32)
-    return zeros, zeros, np.bool_(False)
+    dummy = np.zeros((1, 1, 3), np.float32)
+    return dummy, dummy, np.bool_(False)
 
   return diagnose
 
@@ -333,18 +334,16 @@ def make_pair_dataset(
     image.set_shape([None, None, 3])
     return image
 
+  # Loaders return the frames at their size on disk (float32 [h, w, 3]); `finish` resizes them
+  # outside the nested per-example datasets (fewer functions to instantiate).
   def load_files(c):
-    return (
-      augment_lib.resize_image(decode(c["path_a"]), size),
-      augment_lib.resize_image(decode(c["path_b"]), size),
-    )
+    return decode(c["path_a"]), decode(c["path_b"])
 
   def load_strip(c):
     strip = decode(c["path_a"])
     h = tf.shape(strip)[0]
     idx = tf.cast(c["frame_idx"], tf.int32)
-    frames = [strip[:, idx[k] * h : (idx[k] + 1) * h] for k in range(2)]
-    return tuple(augment_lib.resize_image(f, size) for f in frames)
+    return tuple(strip[:, idx[k] * h : (idx[k] + 1) * h] for k in range(2))
 
   def load_python(c):
     a, b, ok = tf.numpy_function(
@@ -352,7 +351,7 @@ def make_pair_dataset(
     )
     a.set_shape([None, None, 3])
     b.set_shape([None, None, 3])
-    return augment_lib.resize_image(a, size), augment_lib.resize_image(b, size), ok
+    return augment_lib.to_float_image(a), augment_lib.to_float_image(b), ok
 
   @_plain
   def load(c):
@@ -363,10 +362,11 @@ def make_pair_dataset(
     }
     if len(t.branches) == 1:
       return loaders[t.branches[0]]()
-    branch_fns = {b: loaders[b] for b in t.branches}
-    return tf.switch_case(c["branch"], branch_fns)
+    # switch_case wants the branch keys 0..n-1: use positions in the list of branches in use.
+    position = tf.constant(np.searchsorted(t.branches, np.arange(3)), tf.int32)[c["branch"]]
+    return tf.switch_case(position, [loaders[b] for b in t.branches])
 
-  diagnose_fn = _make_diagnose(on_bad_frame, size)
+  diagnose_fn = _make_diagnose(on_bad_frame)
 
   @_plain
   def diagnose(c):
@@ -375,8 +375,8 @@ def make_pair_dataset(
       [c["branch"], c["path_a"], c["path_b"], c["fractions"]],
       [tf.float32, tf.float32, tf.bool],
     )
-    a.set_shape([size, size, 3])
-    b.set_shape([size, size, 3])
+    a.set_shape([None, None, 3])
+    b.set_shape([None, None, 3])
     ok.set_shape([])
     return a, b, ok
 
@@ -394,8 +394,8 @@ def make_pair_dataset(
   @_plain
   def give_up(index):
     a, b, ok = tf.numpy_function(_all_bad, [index], [tf.float32, tf.float32, tf.bool])
-    a.set_shape([size, size, 3])
-    b.set_shape([size, size, 3])
+    a.set_shape([None, None, 3])
+    b.set_shape([None, None, 3])
     ok.set_shape([])
     return a, b, ok
 
@@ -408,6 +408,8 @@ def make_pair_dataset(
 
   @_plain
   def finish(index, source, target):
+    source = augment_lib.resize_image(source, size)
+    target = augment_lib.resize_image(target, size)
     if augment:
       seed_ex = tf.random.experimental.stateless_fold_in(example_seed, index)
       seed_aug = tf.random.experimental.stateless_fold_in(seed_ex, 0)

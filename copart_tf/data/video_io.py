@@ -154,7 +154,9 @@ def check_image_file(path):
     if os.path.getsize(path) == 0:
       return "file is empty"
     with Image.open(path) as im:
-      im.load()
+      im.verify()  # chunk structure and checksums (catches a PNG cut short after its pixels)
+    with Image.open(path) as im:
+      im.load()  # the pixels
   except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError, ...)
     return f"{type(e).__name__}: {e}"
   return None
@@ -372,18 +374,29 @@ class VideoFile:
 class _ReaderPool:
   """A thread-safe LRU of open `VideoFile`s (bounded number of ffmpeg processes)."""
 
+  MAX_FAILED = 10000
+
   def __init__(self, size):
     self.size = size
     self._lock = threading.Lock()
     self._readers = collections.OrderedDict()
+    self._failed = {}  # path -> message of a file that could not be opened (not retried)
 
   def _get(self, path):
     with self._lock:
+      if path in self._failed:
+        raise DataError(self._failed[path])
       reader = self._readers.get(path)
       if reader is not None:
         self._readers.move_to_end(path)
         return reader
-    reader = VideoFile(path)  # opening (ffmpeg start) outside the pool lock
+    try:
+      reader = VideoFile(path)  # opening (ffmpeg start) outside the pool lock
+    except DataError as e:
+      with self._lock:
+        if len(self._failed) < self.MAX_FAILED:
+          self._failed[path] = str(e)
+      raise
     evicted = []
     with self._lock:
       if path in self._readers:  # another thread opened it meanwhile
@@ -423,6 +436,7 @@ class _ReaderPool:
     with self._lock:
       readers = list(self._readers.values())
       self._readers.clear()
+      self._failed.clear()
     for reader in readers:
       with reader.lock:
         reader.close()

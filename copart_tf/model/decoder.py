@@ -14,6 +14,10 @@ class PartDecoder(keras.layers.Layer):
   (the reference loops over parts in Python). Part images are linear (not clamped); the masks
   come from a softmax over the depth logits of all parts at a pixel.
 
+  Two layouts (see `Preset.decoder_pixel_shuffle`): upsample-then-conv (reference), or convs at
+  latent resolution followed by a sub-pixel (depth_to_space) output. Either may stop below full
+  resolution and bilinearly resize its 4 output channels (`decoder_output_stride`).
+
   Example:
   >>> decoder = PartDecoder("tiny")
   >>> images, depth = decoder(tf.zeros([6, 16, 16, 4]))
@@ -25,23 +29,29 @@ class PartDecoder(keras.layers.Layer):
     super().__init__(**kwargs)
     self.preset = get_preset(preset)
     p = self.preset
-    if 2 ** (len(p.decoder_channels) - 1) * p.decoder_output_stride != 4:
-      raise ValueError(
-        f"preset {p.name}: decoder upsamplings x output stride must bring H/4 back to H"
-      )
+    shuffle = p.decoder_pixel_shuffle
+    upsampling = shuffle if shuffle else 2 ** (len(p.decoder_channels) - 1)
+    if upsampling * p.decoder_output_stride != 4:
+      raise ValueError(f"preset {p.name}: the decoder must bring H/4 back to H")
     self.convs = [
       layers_lib.conv_norm_act(c, p.decoder_groups, name=f"conv_{i}")
       for i, c in enumerate(p.decoder_channels)
     ]
-    # Nearest x2 then a 3x3 conv: bilinear resizing's gradient is ~3x slower on CPU (measured)
-    # and the conv that follows smooths the blocks anyway.
+    # Upsample-then-conv layout: nearest x2 then a 3x3 conv (bilinear resizing's gradient is ~3x
+    # slower on CPU, measured, and the following conv smooths the blocks anyway).
     self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
-    self.out = keras.layers.Conv2D(4, 3, padding="same", name="out")
+    if shuffle:
+      # A 1x1 conv written as Dense (a matmul over the channel axis): oneDNN's 1x1-conv filter
+      # gradient on many small maps ran ~10x slower than the equivalent matmul (measured).
+      self.out = keras.layers.Dense(4 * shuffle * shuffle, name="out")
+    else:
+      self.out = keras.layers.Conv2D(4, 3, padding="same", name="out")
 
   def build(self, input_shape):
     shape = tuple(input_shape)
+    shuffle = self.preset.decoder_pixel_shuffle
     for i, layer in enumerate(self.convs):
-      if i > 0:
+      if i > 0 and not shuffle:
         shape = (shape[0], shape[1] * 2, shape[2] * 2, shape[3])
       layer.build(shape)
       shape = layer.compute_output_shape(shape)
@@ -49,14 +59,20 @@ class PartDecoder(keras.layers.Layer):
     self.built = True
 
   def call(self, latents):
+    shuffle = self.preset.decoder_pixel_shuffle
     x = latents
     for i, layer in enumerate(self.convs):
-      if i > 0:
+      if i > 0 and not shuffle:
         x = self.upsample(x)
       x = layer(x)
     x = self.out(x)
+    if shuffle:
+      x = tf.nn.depth_to_space(x, shuffle)
     stride = self.preset.decoder_output_stride
     if stride > 1:
       shape = tf.shape(x)
       x = tf.image.resize(x, [shape[1] * stride, shape[2] * stride], method="bilinear")
-    return x[..., :3], x[..., 3:]
+    # tf.split, not slicing: the gradient of a strided slice materialises and scatters into a
+    # full-size zero tensor (it was 13% of the small preset's training step).
+    images, depth = tf.split(x, [3, 1], axis=-1)
+    return images, depth

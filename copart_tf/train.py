@@ -1,0 +1,143 @@
+"""Trains a co-part segmentation model.
+
+  python -m copart_tf.train --flagfile=configs/demo.cfg [--flag=override ...]
+
+Later flags override the flagfile's. Restarting the same command resumes from the latest
+checkpoint in --model_dir. See the README's configuration reference for every flag.
+"""
+
+import dataclasses
+import json
+import sys
+
+from absl import app, flags, logging
+
+from copart_tf.errors import CopartError
+from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS
+from copart_tf.model.presets import PRESETS
+from copart_tf.training import config as config_lib
+
+_D = config_lib.TrainConfig()
+
+DATA_DIR = flags.DEFINE_string("data_dir", _D.data_dir, "Dataset root (FOMM layout).")
+MODEL_DIR = flags.DEFINE_string("model_dir", _D.model_dir, "Checkpoints, TensorBoard logs, eval.")
+TRAIN_STEPS = flags.DEFINE_integer("train_steps", _D.train_steps, "Total optimizer steps.")
+BATCH_SIZE = flags.DEFINE_integer("batch_size", _D.batch_size, "GLOBAL batch size (all replicas).")
+NUM_PARTS = flags.DEFINE_integer("num_parts", _D.num_parts, "K, foreground parts (background extra).")
+IMAGE_SIZE = flags.DEFINE_integer("image_size", _D.image_size, "Model input side, pixels.")
+PRESET = flags.DEFINE_string("preset", _D.preset, f"Architecture: {'|'.join(sorted(PRESETS))}.")
+STRATEGY = flags.DEFINE_string("strategy", _D.strategy, "default | mirrored | multi_worker.")
+NUM_CPU_DEVICES = flags.DEFINE_integer(
+  "num_cpu_devices", _D.num_cpu_devices, "Logical CPU devices for --strategy=mirrored without GPUs."
+)
+LEARNING_RATE = flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate (peak).")
+LR_WARMUP = flags.DEFINE_integer("lr_warmup_steps", _D.lr_warmup_steps, "Linear warm-up steps.")
+LR_DECAY_START = flags.DEFINE_float(
+  "lr_decay_start", _D.lr_decay_start, "Fraction of train_steps where cosine decay starts (1 = none)."
+)
+VGG_WEIGHTS = flags.DEFINE_string(
+  "vgg_weights",
+  _D.vgg_weights,
+  "auto (Keras cache file if present) | imagenet (download) | random | none | PATH to "
+  "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5.",
+)
+PERCEPTUAL_FALLBACK = flags.DEFINE_string(
+  "perceptual_fallback",
+  _D.perceptual_fallback,
+  "Used (and logged loudly) when no ImageNet VGG weights are available: pyramid | none.",
+)
+EXPORT_DIR = flags.DEFINE_string(
+  "export_dir", _D.export_dir, "Export base dir for the SavedModel at the end (empty = none)."
+)
+SEED = flags.DEFINE_integer("seed", _D.seed, "Seed of data sampling, augmentation and warps.")
+COMPOSE_WARPS = flags.DEFINE_bool(
+  "compose_warps", _D.compose_warps, "Warp latent maps once with composed transforms."
+)
+BACKGROUND_ON = flags.DEFINE_string(
+  "background_on", _D.background_on, "Background loss on retarget masks, or both."
+)
+COV_THRESHOLD = flags.DEFINE_float(
+  "covariance_threshold", _D.covariance_threshold, "zeta of the rotation/scale loss."
+)
+EQ_ROTATION = flags.DEFINE_float(
+  "equivariance_rotation_deg", _D.equivariance_rotation_deg, "Max rotation of the random warp W."
+)
+AUGMENT = flags.DEFINE_bool("augment", _D.augment, "Time flip, rotation, colour jitter.")
+ID_SAMPLING = flags.DEFINE_bool("id_sampling", _D.id_sampling, "Sample identities equally.")
+ON_BAD_FRAME = flags.DEFINE_string("on_bad_frame", _D.on_bad_frame, "fail | skip.")
+CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps.")
+KEEP_CHECKPOINTS = flags.DEFINE_integer("keep_checkpoints", _D.keep_checkpoints, "Kept on disk.")
+LOG_EVERY = flags.DEFINE_integer("log_every", _D.log_every, "Steps between scalar summaries.")
+IMAGE_EVERY = flags.DEFINE_integer("image_every", _D.image_every, "Steps between image grids.")
+JIT_COMPILE = flags.DEFINE_bool("jit_compile", _D.jit_compile, "XLA-compile the train step.")
+MIXED_PRECISION = flags.DEFINE_string(
+  "mixed_precision", _D.mixed_precision, "float32 | mixed_float16 | mixed_bfloat16."
+)
+SYNTHESIZE = flags.DEFINE_string(
+  "synthesize_if_missing",
+  _D.synthesize_if_missing,
+  "If --data_dir is missing, generate this synthetic body there first (e.g. humanoid_mocap).",
+)
+SYNTH_TRAIN = flags.DEFINE_integer("synth_train_videos", _D.synth_train_videos, "Synthetic videos.")
+SYNTH_TEST = flags.DEFINE_integer("synth_test_videos", _D.synth_test_videos, "Synthetic videos.")
+SYNTH_FRAMES = flags.DEFINE_integer("synth_frames", _D.synth_frames, "Frames per synthetic video.")
+SYNTH_SUPERSAMPLE = flags.DEFINE_integer(
+  "synth_supersample", _D.synth_supersample, "Anti-aliasing factor of the renderer."
+)
+EVALUATE_AT_END = flags.DEFINE_bool(
+  "evaluate_at_end", _D.evaluate_at_end, "Evaluate on the test split when ground truth exists."
+)
+EVAL_FIT_FRAMES = flags.DEFINE_integer(
+  "eval_fit_frames_per_video", _D.eval_fit_frames_per_video, "Fit-split frames per video (0=all)."
+)
+EVAL_TEST_FRAMES = flags.DEFINE_integer(
+  "eval_test_frames_per_video", _D.eval_test_frames_per_video, "Test frames per video (0 = all)."
+)
+STOP_AFTER = flags.DEFINE_integer(
+  "stop_after_steps", 0, "Stop after this many steps of this invocation (0 = run to the end)."
+)
+LOSS_FLAGS = {
+  name: flags.DEFINE_float(f"loss_{name}", value, f"Loss weight '{name}' (DESIGN.md §5).")
+  for name, value in DEFAULT_LOSS_WEIGHTS.items()
+}
+
+
+def config_from_flags():
+  values = {}
+  for field in dataclasses.fields(config_lib.TrainConfig):
+    if field.name == "loss_weights":
+      continue
+    values[field.name] = flags.FLAGS[field.name].value
+  values["loss_weights"] = {name: holder.value for name, holder in LOSS_FLAGS.items()}
+  return config_lib.TrainConfig(**values)
+
+
+def main(argv):
+  if len(argv) > 1:
+    print(f"error: unexpected arguments {argv[1:]} (flags look like --name=value)", file=sys.stderr)
+    return 2
+  from copart_tf.training import trainer  # imports TensorFlow
+
+  try:
+    config = config_from_flags()
+    summary = trainer.train(config, stop_after_steps=STOP_AFTER.value or None)
+  except CopartError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  table = summary.pop("evaluation_table", None)
+  logging.info("done: %s", json.dumps(summary, indent=2, default=str))
+  print(f"\nmodel dir:   {config.model_dir}  (tensorboard --logdir {config.model_dir})")
+  print(f"checkpoint:  {summary.get('checkpoint')}")
+  if summary.get("export"):
+    print(f"SavedModel:  {summary['export']}")
+  if table:
+    print(f"evaluation:  {summary.get('report_dir')}/report.md\n{table}")
+  return 0
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

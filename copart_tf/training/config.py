@@ -1,0 +1,125 @@
+"""The training configuration: one dataclass that the absl flags fill in."""
+
+import dataclasses
+import json
+import os
+
+from copart_tf.errors import ConfigError
+from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS
+from copart_tf.model.presets import PRESETS
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Everything `copart_tf.training.trainer.train` needs. Field names match the flags."""
+
+  data_dir: str = "data/humanoid"
+  model_dir: str = "runs/demo"
+  train_steps: int = 1000
+  batch_size: int = 8
+  num_parts: int = 10
+  image_size: int = 128
+  preset: str = "small"
+  strategy: str = "default"
+  num_cpu_devices: int = 1
+  learning_rate: float = 5e-5
+  lr_warmup_steps: int = 0
+  lr_decay_start: float = 1.0
+  vgg_weights: str = "auto"
+  perceptual_fallback: str = "pyramid"
+  export_dir: str = ""
+  seed: int = 0
+  compose_warps: bool = False
+  background_on: str = "retarget"
+  covariance_threshold: float = 0.02
+  equivariance_rotation_deg: float = 360.0
+  augment: bool = True
+  id_sampling: bool = False
+  on_bad_frame: str = "fail"
+  checkpoint_every: int = 500
+  keep_checkpoints: int = 3
+  log_every: int = 50
+  image_every: int = 500
+  jit_compile: bool = False
+  mixed_precision: str = "float32"
+  synthesize_if_missing: str = ""
+  synth_train_videos: int = 40
+  synth_test_videos: int = 10
+  synth_frames: int = 64
+  synth_supersample: int = 2
+  evaluate_at_end: bool = True
+  eval_fit_frames_per_video: int = 16
+  eval_test_frames_per_video: int = 0
+  loss_weights: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_LOSS_WEIGHTS))
+
+  def validate(self):
+    """Raises ConfigError (one line naming the flag) for values that cannot work."""
+    if self.preset not in PRESETS:
+      raise ConfigError(f"--preset={self.preset!r} is not one of {', '.join(sorted(PRESETS))}")
+    if self.num_parts < 1:
+      raise ConfigError(f"--num_parts={self.num_parts}: K must be at least 1")
+    if self.image_size < 16 or self.image_size % 16:
+      raise ConfigError(f"--image_size={self.image_size}: must be a multiple of 16, >= 16")
+    if self.train_steps < 1:
+      raise ConfigError(f"--train_steps={self.train_steps}: must be >= 1")
+    if self.batch_size < 1:
+      raise ConfigError(f"--batch_size={self.batch_size}: must be >= 1")
+    if self.learning_rate <= 0:
+      raise ConfigError(f"--learning_rate={self.learning_rate}: must be > 0")
+    if self.perceptual_fallback not in ("pyramid", "none"):
+      raise ConfigError(f"--perceptual_fallback={self.perceptual_fallback!r}: pyramid or none")
+    if self.background_on not in ("retarget", "both"):
+      raise ConfigError(f"--background_on={self.background_on!r}: retarget or both")
+    if self.on_bad_frame not in ("fail", "skip"):
+      raise ConfigError(f"--on_bad_frame={self.on_bad_frame!r}: fail or skip")
+    if self.mixed_precision not in ("float32", "mixed_float16", "mixed_bfloat16"):
+      raise ConfigError(
+        f"--mixed_precision={self.mixed_precision!r}: float32, mixed_float16 or mixed_bfloat16"
+      )
+    for name in ("checkpoint_every", "log_every", "image_every", "keep_checkpoints"):
+      if getattr(self, name) < 1:
+        raise ConfigError(f"--{name}={getattr(self, name)}: must be >= 1")
+    if not self.data_dir:
+      raise ConfigError("--data_dir is required")
+    if not self.model_dir:
+      raise ConfigError("--model_dir is required")
+
+  def model_kwargs(self, perceptual):
+    """Arguments of `CoPartModel` for this configuration."""
+    return {
+      "num_parts": self.num_parts,
+      "preset": self.preset,
+      "image_size": self.image_size,
+      "compose_warps": self.compose_warps,
+      "perceptual_loss": perceptual,
+      "background_on": self.background_on,
+      "covariance_threshold": self.covariance_threshold,
+      "equivariance_rotation": self.equivariance_rotation_deg * 3.141592653589793 / 180.0,
+      "seed": self.seed,
+      **self.loss_weights,
+    }
+
+  def to_json(self):
+    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+  @classmethod
+  def from_json_file(cls, path):
+    with open(path) as f:
+      values = json.load(f)
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# What must agree between a checkpoint and the run that restores it.
+ARCHITECTURE_FIELDS = ("num_parts", "preset", "image_size")
+
+
+def check_compatible(saved, current, model_dir):
+  """Raises ConfigError when `model_dir` holds a checkpoint of a different architecture."""
+  for name in ARCHITECTURE_FIELDS:
+    if getattr(saved, name) != getattr(current, name):
+      raise ConfigError(
+        f"{os.path.join(model_dir, 'config.json')}: the checkpoint in --model_dir was trained with "
+        f"--{name}={getattr(saved, name)}, this run asks for --{name}={getattr(current, name)}; "
+        "use another --model_dir or the same value"
+      )

@@ -1,0 +1,401 @@
+"""The training loop: data, strategy, checkpoints and resume, TensorBoard, progress, NaN guard.
+
+`train(config)` is what `python -m copart_tf.train` runs; tests call it directly.
+
+Resume: the checkpoint holds the model, the optimizer (whose `iterations` is the step counter)
+and nothing else, because the input pipeline is a pure function of (seed, step): restarting the
+same command rebuilds the dataset at the restored step and sees exactly the batches the killed run
+would have seen next.
+"""
+
+import dataclasses
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from copart_tf.data import pipeline
+from copart_tf.errors import ConfigError, DataError, ModelError
+from copart_tf.losses import perceptual as perceptual_lib
+from copart_tf.model.copart_model import CoPartModel
+from copart_tf.ops import affine as affine_lib
+from copart_tf.training import config as config_lib
+from copart_tf.training import progress as progress_lib
+from copart_tf.training import strategy as strategy_lib
+from copart_tf.training import visualize
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_SUBDIR = "checkpoints"
+
+
+class TrainingDivergedError(ModelError):
+  """The loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def checkpoint_dir(model_dir):
+  return os.path.join(model_dir, CHECKPOINT_SUBDIR)
+
+
+def _check_model_dir_writable(model_dir):
+  try:
+    os.makedirs(model_dir, exist_ok=True)
+    probe = os.path.join(model_dir, ".write_test")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as error:
+    raise ConfigError(f"--model_dir={model_dir}: not writable ({error.strerror})") from None
+
+
+def ensure_data(config):
+  """Generates the synthetic dataset when `--synthesize_if_missing` is set and data is absent."""
+  train_dir = os.path.join(config.data_dir, "train")
+  if os.path.isdir(config.data_dir) and (os.path.isdir(train_dir) or os.listdir(config.data_dir)):
+    return
+  if not config.synthesize_if_missing:
+    raise ConfigError(
+      f"--data_dir={config.data_dir}: no such dataset (expected {train_dir}/<video>/...); pass "
+      "--synthesize_if_missing=humanoid_mocap to generate the synthetic one"
+    )
+  from copart_tf.data import synthesize  # pybullet is only needed here
+
+  total_frames = (config.synth_train_videos + config.synth_test_videos) * config.synth_frames
+  logging.info(
+    "%s is missing: generating the synthetic %s dataset (%d train + %d test videos x %d frames)",
+    config.data_dir,
+    config.synthesize_if_missing,
+    config.synth_train_videos,
+    config.synth_test_videos,
+    config.synth_frames,
+  )
+  bar = progress_lib.Progress(total_frames, log_every=max(1, total_frames // 10))
+
+  def report(done, total):
+    del total
+    bar.update(done, "frames rendered")
+
+  summary = synthesize.synthesize_dataset(
+    config.synthesize_if_missing,
+    config.data_dir,
+    train_videos=config.synth_train_videos,
+    test_videos=config.synth_test_videos,
+    frames=config.synth_frames,
+    size=config.image_size,
+    seed=config.seed,
+    progress=report,
+    supersample=config.synth_supersample,
+  )
+  bar.close()
+  logging.info("synthetic dataset ready: %s", summary.get("out_dir", config.data_dir))
+
+
+def learning_rate_schedule(config):
+  """Constant (the reference), with optional linear warm-up and cosine decay to 0.
+
+  `lr_decay_start` is the fraction of `train_steps` after which the cosine decay starts
+  (1.0 = never decay).
+  """
+  if config.lr_warmup_steps <= 0 and config.lr_decay_start >= 1.0:
+    return config.learning_rate
+  return _WarmupCosine(
+    config.learning_rate, config.lr_warmup_steps, config.lr_decay_start, config.train_steps
+  )
+
+
+class _WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+  def __init__(self, peak, warmup_steps, decay_start, total_steps):
+    self.peak = float(peak)
+    self.warmup_steps = int(warmup_steps)
+    self.decay_start = float(decay_start)
+    self.total_steps = int(total_steps)
+
+  def __call__(self, step):
+    step = tf.cast(step, tf.float32)
+    warm = tf.minimum(1.0, (step + 1.0) / max(self.warmup_steps, 1))
+    start = self.decay_start * self.total_steps
+    span = max(self.total_steps - start, 1.0)
+    progress = tf.clip_by_value((step - start) / span, 0.0, 1.0)
+    cosine = 0.5 * (1.0 + tf.cos(math.pi * progress))
+    return self.peak * warm * cosine
+
+  def get_config(self):
+    return {
+      "peak": self.peak,
+      "warmup_steps": self.warmup_steps,
+      "decay_start": self.decay_start,
+      "total_steps": self.total_steps,
+    }
+
+
+def add_warp_affines(dataset, seed, start_step, max_rotation):
+  """Adds the equivariance warps W `[B, 2, 3]` to every batch, drawn from (seed, step).
+
+  Drawing W for the whole global batch before the batch is split over replicas keeps the update
+  identical whatever the number of replicas.
+  """
+
+  def add(step, batch):
+    size = tf.shape(batch["source"])[0]
+    warp_seed = tf.stack([tf.constant(seed + 104729, tf.int64), step])
+    batch = dict(batch)
+    batch["warp_affines"] = affine_lib.random_affine(size, warp_seed, max_rotation=max_rotation)
+    return batch
+
+  return dataset.enumerate(start=start_step).map(add)
+
+
+def build_model(config, strategy):
+  """Creates and compiles the model under `strategy`, with the perceptual loss resolved."""
+  weights, description = perceptual_lib.resolve_vgg_weights(config.vgg_weights)
+  if weights is None:
+    perceptual = config.perceptual_fallback
+    perceptual_lib.log_perceptual_choice(description, perceptual)
+  else:
+    perceptual = "vgg"
+    perceptual_lib.log_perceptual_choice(description, None)
+  if config.mixed_precision != "float32":
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+  with strategy.scope():
+    model = CoPartModel(**config.model_kwargs(perceptual))
+    model.build()
+    optimizer = keras.optimizers.Adam(learning_rate_schedule(config))
+    model.compile(optimizer=optimizer)
+    optimizer.build(model.trainable_variables)
+    if perceptual == "vgg":
+      model.set_perceptual_loss(perceptual_lib.VGGPerceptualLoss(weights))
+  return model, optimizer, perceptual
+
+
+def restore_or_initialize(model, optimizer, model_dir, keep):
+  """Restores the latest checkpoint in `model_dir` if any. Returns (manager, restored path)."""
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
+  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir(model_dir), max_to_keep=keep)
+  latest = manager.latest_checkpoint
+  if latest:
+    try:
+      checkpoint.restore(latest).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as error:
+      raise ModelError(
+        f"{latest}: cannot restore this checkpoint into the requested model "
+        f"({str(error).splitlines()[0][:200]})"
+      ) from None
+  return manager, latest
+
+
+def _scalar_logs(logs):
+  return {name: float(value) for name, value in logs.items()}
+
+
+def _write_images(writer, model, vis_batch, step, num_parts):
+  outputs = model.forward_pair(
+    vis_batch["source"], vis_batch["target"], vis_batch["warp_affines"]
+  )
+  outputs = {k: v.numpy() for k, v in outputs.items()}
+  grid = visualize.training_grid(
+    vis_batch["source"].numpy(), vis_batch["target"].numpy(), outputs, num_parts
+  )
+  theta, _, _ = affine_lib.to_pose(outputs["target_affines"])
+  with writer.as_default(step=step):
+    tf.summary.image(
+      "parts/source|target|source_rec|retargeted|overlay|axes",
+      grid[None],
+      description="one row per example; columns as named",
+    )
+    tf.summary.histogram("poses/scale", outputs["target_scale"])
+    tf.summary.histogram("poses/rotation_deg", np.degrees(theta.numpy()))
+    tf.summary.histogram("poses/center_x", outputs["target_affines"][..., 0, 2])
+    tf.summary.histogram("poses/center_y", outputs["target_affines"][..., 1, 2])
+
+
+def train(config, stop_after_steps=None):
+  """Trains (or resumes) according to `config`; returns a summary dict.
+
+  Args:
+    config: a `TrainConfig`.
+    stop_after_steps: stop early after this many steps of this invocation (tests and benchmarks);
+      the run can be resumed later.
+
+  Raises:
+    ConfigError, DataError, ModelError (incl. TrainingDivergedError) with one-line messages.
+  """
+  config.validate()
+  strategy = strategy_lib.make_strategy(config.strategy, config.num_cpu_devices)
+  replicas = strategy.num_replicas_in_sync
+  if config.batch_size % replicas:
+    raise ConfigError(
+      f"--batch_size={config.batch_size} is not divisible by the {replicas} replicas of "
+      f"--strategy={config.strategy}"
+    )
+  chief = strategy_lib.is_chief(strategy)
+  _check_model_dir_writable(config.model_dir)
+  if chief:
+    ensure_data(config)
+  config_path = os.path.join(config.model_dir, CONFIG_FILE)
+  if os.path.exists(config_path):
+    config_lib.check_compatible(
+      config_lib.TrainConfig.from_json_file(config_path), config, config.model_dir
+    )
+
+  model, optimizer, perceptual = build_model(config, strategy)
+  manager, restored = restore_or_initialize(model, optimizer, config.model_dir, config.keep_checkpoints)
+  step = int(optimizer.iterations.numpy())
+  if restored:
+    logging.info("resumed from %s at step %d", restored, step)
+  if chief:
+    with open(config_path, "w") as f:
+      f.write(config.to_json())
+  if step >= config.train_steps:
+    logging.info("already trained: step %d >= --train_steps=%d", step, config.train_steps)
+
+  max_rotation = math.radians(config.equivariance_rotation_deg)
+  with pipeline.translate_data_errors():
+    dataset = pipeline.make_pair_dataset(
+      config.data_dir,
+      "train",
+      config.image_size,
+      config.batch_size,
+      config.seed,
+      start_step=step,
+      augment=config.augment,
+      id_sampling=config.id_sampling,
+      on_bad_frame=config.on_bad_frame,
+      num_replicas=replicas,
+    )
+    try:
+      vis_dataset = pipeline.make_pair_dataset(
+        config.data_dir, "test", config.image_size, 4, config.seed + 1, augment=False
+      )
+    except DataError:  # no test split: show training pairs
+      vis_dataset = pipeline.make_pair_dataset(
+        config.data_dir, "train", config.image_size, 4, config.seed + 1, augment=False
+      )
+    vis_batch = next(iter(add_warp_affines(vis_dataset, config.seed + 1, 0, max_rotation)))
+  dataset = add_warp_affines(dataset, config.seed, step, max_rotation)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  dataset = dataset.with_options(options)
+  dist_dataset = strategy.experimental_distribute_dataset(dataset)
+
+  step_fn = tf.function(model.train_step, jit_compile=config.jit_compile)
+
+  @tf.function
+  def train_fn(batch):
+    return strategy.run(step_fn, args=(batch,))
+
+  writer = tf.summary.create_file_writer(config.model_dir) if chief else tf.summary.create_noop_writer()
+  with writer.as_default(step=step):
+    tf.summary.text("config", "```\n" + config.to_json() + "\n```")
+    tf.summary.text("perceptual_loss", perceptual)
+
+  end_step = config.train_steps
+  if stop_after_steps is not None:
+    end_step = min(end_step, step + int(stop_after_steps))
+  progress = progress_lib.Progress(config.train_steps, step, config.log_every)
+  iterator = iter(dist_dataset)
+  interval_start, interval_steps = time.time(), 0
+  run_start = time.time()
+  first_step = step
+  logs = {}
+  for tracker in model.metrics:
+    tracker.reset_state()
+  with pipeline.translate_data_errors():
+    while step < end_step:
+      batch = next(iterator)
+      logs = train_fn(batch)
+      step += 1
+      interval_steps += 1
+      total = float(strategy.reduce("MEAN", logs["total"], axis=None) if replicas > 1 else logs["total"])
+      if not math.isfinite(total):
+        raise TrainingDivergedError(
+          f"the loss became {total} at step {step}; stopped without saving. The last good "
+          f"checkpoint is {manager.latest_checkpoint or '(none yet)'}; try a lower "
+          f"--learning_rate (now {config.learning_rate})"
+        )
+      progress.update(step, f"loss {total:.4f}")
+      if step % config.log_every == 0 or step == end_step:
+        elapsed = max(time.time() - interval_start, 1e-9)
+        values = _scalar_logs(logs)
+        with writer.as_default(step=step):
+          for name, value in values.items():
+            tf.summary.scalar(f"loss/{name}", value)
+          lr = optimizer.learning_rate
+          tf.summary.scalar("train/learning_rate", float(lr() if callable(lr) else lr))
+          tf.summary.scalar("train/steps_per_sec", interval_steps / elapsed)
+          tf.summary.scalar("train/images_per_sec", interval_steps * config.batch_size / elapsed)
+        interval_start, interval_steps = time.time(), 0
+        for tracker in model.metrics:
+          tracker.reset_state()
+      if chief and (step % config.image_every == 0 or step == end_step):
+        _write_images(writer, model, vis_batch, step, config.num_parts)
+      if step % config.checkpoint_every == 0 or step == end_step:
+        path = manager.save(checkpoint_number=step)
+        logging.info("checkpoint %s", path)
+  progress.close()
+  writer.flush()
+  wall = time.time() - run_start
+  steps_run = step - first_step
+  summary = {
+    "step": step,
+    "steps_run": steps_run,
+    "wall_seconds": wall,
+    "images_per_second": steps_run * config.batch_size / wall if steps_run else 0.0,
+    "final_losses": _scalar_logs(logs) if logs else {},
+    "checkpoint": manager.latest_checkpoint,
+    "perceptual": perceptual,
+  }
+  if step >= config.train_steps and chief:
+    summary.update(_finish(config, model))
+  return summary
+
+
+def _finish(config, model):
+  """Export and evaluation at the end of a run."""
+  out = {}
+  if config.export_dir:
+    from copart_tf.export import saved_model as export_lib
+
+    out["export"] = export_lib.export(model, config.export_dir)
+    logging.info("exported SavedModel to %s", out["export"])
+  if config.evaluate_at_end:
+    try:
+      from copart_tf.evaluation import run as eval_run
+
+      results = eval_run.evaluate_segmenter(
+        make_predict_fn(model),
+        config.data_dir,
+        config.image_size,
+        config.num_parts,
+        max_fit_frames_per_video=config.eval_fit_frames_per_video or None,
+        max_test_frames_per_video=config.eval_test_frames_per_video or None,
+        report_dir=os.path.join(config.model_dir, "eval"),
+      )
+    except DataError as error:
+      logging.info("no evaluation at the end: %s", error)
+    else:
+      out["evaluation"] = eval_run.headline(results)
+      out["evaluation_table"] = results["table"]
+      out["report_dir"] = os.path.join(config.model_dir, "eval")
+  return out
+
+
+def make_predict_fn(model):
+  """uint8 `[N, S, S, 3]` -> int32 labels `[N, S, S]` with a compiled forward pass."""
+
+  @tf.function(reduce_retracing=True)
+  def labels(images):
+    return model(tf.cast(images, tf.float32) / 255.0)["part_labels"]
+
+  return lambda images: labels(tf.convert_to_tensor(images)).numpy()
+
+
+def config_from_dict(values):
+  """Builds a TrainConfig from a flat dict (flags); unknown keys raise ConfigError."""
+  known = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
+  unknown = set(values) - known
+  if unknown:
+    raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+  return config_lib.TrainConfig(**values)
