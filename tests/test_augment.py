@@ -122,9 +122,7 @@ def test_time_flip_probability_and_disabling():
   s, t = np.zeros((4, 4, 3), np.float32), np.ones((4, 4, 3), np.float32)
   flips = 0
   for i in range(200):
-    out_s, _ = augment.augment_pair(
-      s, t, np.array([i, 0], np.int64), rotation_degrees=0, jitter=0
-    )
+    out_s, _ = augment.augment_pair(s, t, np.array([i, 0], np.int64), rotation_degrees=0, jitter=0)
     flips += int(out_s.numpy().mean() > 0.5)
   assert 70 < flips < 130
   out_s, out_t = augment.augment_pair(s, t, SEED, rotation_degrees=0, jitter=0, time_flip_prob=0)

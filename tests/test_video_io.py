@@ -113,6 +113,28 @@ def test_read_video_frames_pool(tmp_path):
     video_io.read_video_frames(str(bad), [0.0])
 
 
+def test_reader_pool_concurrent_eviction(tmp_path):
+  """Many threads over more videos than pool slots: readers get evicted while others wait."""
+  import concurrent.futures
+
+  paths = []
+  for v in range(3):
+    path = str(tmp_path / f"v{v}.gif")
+    _write_gif(path, [np.full((8, 8, 3), COLORS[v], np.uint8)] * 4)
+    paths.append(path)
+  pool = video_io._ReaderPool(size=1)
+
+  def work(k):
+    v = k % 3
+    (frame,) = pool.read(paths[v], [(k % 4) / 4])
+    return np.abs(frame[0, 0].astype(int) - COLORS[v]).max()
+
+  with concurrent.futures.ThreadPoolExecutor(6) as ex:
+    errors = list(ex.map(work, range(60)))
+  pool.clear()
+  assert max(errors) <= 3
+
+
 @pytest.mark.parametrize("kind", ["folder", "mp4", "gif", "strip"])
 def test_iterate_video_frames(tmp_path, kind):
   frames = _colour_frames(5, size=16)

@@ -165,7 +165,7 @@ def augment_pair(
   u = tf.random.stateless_uniform([6], seed=seed, dtype=tf.float32)
   pair = tf.stack([source, target], axis=0)  # [2, S, S, 3]
   flip = u[0] < time_flip_prob
-  pair = tf.cond(flip, lambda: tf.reverse(pair, axis=[0]), lambda: pair)
+  pair = tf.where(flip, tf.reverse(pair, axis=[0]), pair)
   if rotation_degrees:
     angle = (2.0 * u[1] - 1.0) * (rotation_degrees * math.pi / 180.0)
     pair = rotate_images(pair, angle)

@@ -33,9 +33,12 @@ Bad frames: every example is produced by a tiny nested dataset that tries the dr
   one example it raises (the data is mostly corrupt) instead of looping.
 """
 
+import atexit
 import contextlib
 import os
 import re
+import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -170,21 +173,81 @@ def _validate_config(image_size, global_batch_size, num_replicas, start_step, se
     raise ConfigError(f"seed must be an integer, got {seed!r}")
 
 
+class _PythonCalls:
+  """Tracks the pipeline's Python calls so the process can exit cleanly.
+
+  A `tf.numpy_function` still running when the interpreter finalizes can never get the GIL back:
+  its TF thread dies and the iterator's destructor then waits for it forever (measured: a
+  script reading mp4s hung at exit every time). At exit (`atexit`, before finalization) `drain`
+  makes every later call return a dummy at once, waits until no call has been running for a
+  moment (the idle pipeline's buffers are full by then, so no new call starts) and closes the
+  ffmpeg readers.
+  """
+
+  QUIET_SECONDS = 0.3
+  TIMEOUT_SECONDS = 10.0
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._running = 0
+    self._last = 0.0
+    self.closing = False
+
+  @contextlib.contextmanager
+  def call(self):
+    with self._lock:
+      self._running += 1
+      self._last = time.monotonic()
+    try:
+      yield
+    finally:
+      with self._lock:
+        self._running -= 1
+        self._last = time.monotonic()
+
+  def drain(self):
+    self.closing = True
+    deadline = time.monotonic() + self.TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+      with self._lock:
+        idle = self._running == 0 and time.monotonic() - self._last > self.QUIET_SECONDS
+      if idle:
+        break
+      time.sleep(0.05)
+    video_io.close_video_readers()
+
+
+_PY_CALLS = _PythonCalls()
+atexit.register(_PY_CALLS.drain)
+
+
+def _dummy_pair(dtype):
+  dummy = np.zeros((1, 1, 3), dtype)
+  return dummy, dummy, np.bool_(False)
+
+
 def _py_read_video_pair(path, fractions):
   """numpy_function body: two frames of a video file, or dummies and ok=False."""
-  try:
-    a, b = video_io.read_video_frames(path.decode(), fractions.tolist())
-  except DataError:
-    dummy = np.zeros((1, 1, 3), np.uint8)
-    return dummy, dummy, np.bool_(False)
-  return a, b, np.bool_(True)
+  with _PY_CALLS.call():
+    if _PY_CALLS.closing:
+      return _dummy_pair(np.uint8)
+    try:
+      a, b = video_io.read_video_frames(path.decode(), fractions.tolist())
+    except DataError:
+      return _dummy_pair(np.uint8)
+    return a, b, np.bool_(True)
 
 
 def _make_diagnose(on_bad_frame):
   """numpy_function body run after a failed read: names the bad file, then raises or skips."""
 
   def diagnose(branch, path_a, path_b, fractions):
-    path_a, path_b = path_a.decode(), path_b.decode()
+    with _PY_CALLS.call():
+      if _PY_CALLS.closing:
+        return _dummy_pair(np.float32)
+      return _diagnose(branch, path_a.decode(), path_b.decode(), fractions)
+
+  def _diagnose(branch, path_a, path_b, fractions):
     message = None
     if branch == _PYTHON:
       try:
@@ -208,13 +271,14 @@ def _make_diagnose(on_bad_frame):
         f"DataError: {message} (on_bad_frame='skip' substitutes bad frames instead)"
       )
     layout.warn_once(bad_file, f"on_bad_frame=skip: {message}; substituting another frame")
-    dummy = np.zeros((1, 1, 3), np.float32)
-    return dummy, dummy, np.bool_(False)
+    return _dummy_pair(np.float32)
 
   return diagnose
 
 
 def _all_bad(index):
+  if _PY_CALLS.closing:
+    return _dummy_pair(np.float32)
   raise RuntimeError(
     f"DataError: on_bad_frame='skip' gave up on example {int(index)}: {MAX_ATTEMPTS} pairs drawn "
     "in a row were unreadable (see the warnings naming the files); the data looks mostly corrupt"
@@ -273,6 +337,7 @@ def make_pair_dataset(
   start_t = tf.constant(t.start)
   offset_t = tf.constant(t.name_offset)
   names_t = tf.constant(t.names)
+  num_names = tf.constant(len(t.names), tf.int64)
   unit_members_t = tf.constant(t.unit_members)
   unit_count_t = tf.constant(t.unit_count)
   unit_offset_t = tf.constant(t.unit_offset)
@@ -296,7 +361,8 @@ def make_pair_dataset(
       epoch_seed = tf.random.experimental.stateless_fold_in(perm_seed, index // num_units)
       return tf.random.experimental.index_shuffle(index % num_units, epoch_seed, num_units - 1)
 
-    unit = tf.cond(tf.equal(attempt, 0), balanced, lambda: pick(num_units, r[0]))
+    # (tf.where rather than tf.cond: both sides are cheap and tracing a cond is not.)
+    unit = tf.where(tf.equal(attempt, 0), balanced(), pick(num_units, r[0]))
     member = pick(unit_count_t[unit], r[1])
     video = unit_members_t[unit_offset_t[unit] + member]
     fractions = tf.sort(r[2:4])  # source = the earlier frame
@@ -310,15 +376,12 @@ def make_pair_dataset(
       width = width_t[video]
       padded = tf.strings.substr(digits, tf.strings.length(digits) - width, width)
       by_pattern = base + prefix_t[video] + padded + ext_t[video]
-      return tf.cond(
-        tf.equal(naming_t[video], _NAMED_BY_PATTERN),
-        lambda: by_pattern,
-        lambda: base + names_t[offset_t[video] + k],
-      )
+      by_list = base + names_t[tf.minimum(offset_t[video] + k, num_names - 1)]
+      return tf.where(tf.equal(naming_t[video], _NAMED_BY_PATTERN), by_pattern, by_list)
 
     is_files = tf.equal(branch_t[video], _FILES)
-    path_a = tf.cond(is_files, lambda: frame_path(frame_idx[0]), lambda: base)
-    path_b = tf.cond(is_files, lambda: frame_path(frame_idx[1]), lambda: base)
+    path_a = tf.where(is_files, frame_path(frame_idx[0]), base)
+    path_b = tf.where(is_files, frame_path(frame_idx[1]), base)
     return {
       "branch": branch_t[video],
       "path_a": path_a,

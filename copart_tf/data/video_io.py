@@ -331,6 +331,7 @@ class VideoFile:
     self.fps = self._backend.fps
     self._cache = collections.OrderedDict()
     self.lock = threading.Lock()
+    self.closed = False
 
   @property
   def num_frames(self):
@@ -367,8 +368,10 @@ class VideoFile:
       raise DataError(f"cannot decode {self.path}: {_first_line(e)}") from e
 
   def close(self):
-    self._backend.close()
-    self._cache.clear()
+    if not self.closed:
+      self.closed = True
+      self._backend.close()
+      self._cache.clear()
 
 
 class _ReaderPool:
@@ -412,15 +415,23 @@ class _ReaderPool:
     return reader
 
   def read(self, path, fractions):
-    reader = self._get(path)
-    with reader.lock:
-      try:
-        n = reader.num_frames
-        indices = [min(int(f * n), n - 1) for f in fractions]
-        frames = {i: reader.read(i) for i in sorted(set(indices))}
-      except DataError:
-        self._discard(path, reader)
-        raise
+    for _ in range(100):  # a closed reader is never in the pool: this loops at most a few times
+      reader = self._get(path)
+      with reader.lock:
+        if reader.closed:  # evicted by another thread between _get and the lock: reopen
+          continue
+        try:
+          return self._read_locked(reader, fractions)
+        except DataError:
+          self._discard(path, reader)
+          raise
+    raise DataError(f"cannot keep a reader of {path} open (reader pool of {self.size} thrashing)")
+
+  @staticmethod
+  def _read_locked(reader, fractions):
+    n = reader.num_frames
+    indices = [min(int(f * n), n - 1) for f in fractions]
+    frames = {i: reader.read(i) for i in sorted(set(indices))}
     return [frames[i] for i in indices]
 
   def _discard(self, path, reader):

@@ -34,18 +34,18 @@ class PartDecoder(keras.layers.Layer):
     if upsampling * p.decoder_output_stride != 4:
       raise ValueError(f"preset {p.name}: the decoder must bring H/4 back to H")
     self.convs = [
-      layers_lib.conv_norm_act(c, p.decoder_groups, name=f"conv_{i}")
+      layers_lib.conv_norm_act(
+        c, p.decoder_groups if i < len(p.decoder_channels) - 1 else 0, name=f"conv_{i}"
+      )
       for i, c in enumerate(p.decoder_channels)
     ]
     # Upsample-then-conv layout: nearest x2 then a 3x3 conv (bilinear resizing's gradient is ~3x
-    # slower on CPU, measured, and the following conv smooths the blocks anyway).
+    # slower on CPU, measured, and the following conv smooths the blocks anyway). GroupNorm on every
+    # conv but the last, highest-resolution one, where it costs as much as the conv itself.
     self.upsample = keras.layers.UpSampling2D(2, interpolation="nearest")
-    if shuffle:
-      # A 1x1 conv written as Dense (a matmul over the channel axis): oneDNN's 1x1-conv filter
-      # gradient on many small maps ran ~10x slower than the equivalent matmul (measured).
-      self.out = keras.layers.Dense(4 * shuffle * shuffle, name="out")
-    else:
-      self.out = keras.layers.Conv2D(4, 3, padding="same", name="out")
+    # A 1x1 output conv written as Dense (a matmul over the channel axis): oneDNN's 1x1-conv
+    # filter gradient on many small maps ran ~10x slower than the equivalent matmul (measured).
+    self.out = keras.layers.Dense(4 * max(shuffle, 1) ** 2, name="out")
 
   def build(self, input_shape):
     shape = tuple(input_shape)
