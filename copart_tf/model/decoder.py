@@ -33,12 +33,16 @@ class PartDecoder(keras.layers.Layer):
     upsampling = shuffle if shuffle else 2 ** (len(p.decoder_channels) - 1)
     if upsampling * p.decoder_output_stride != 4:
       raise ValueError(f"preset {p.name}: the decoder must bring H/4 back to H")
-    self.convs = [
-      layers_lib.conv_norm_act(
-        c, p.decoder_groups if i < len(p.decoder_channels) - 1 else 0, name=f"conv_{i}"
-      )
-      for i, c in enumerate(p.decoder_channels)
-    ]
+    self._conv_names = layers_lib.add_sublayers(
+      self,
+      "conv",
+      [
+        layers_lib.conv_norm_act(
+          c, p.decoder_groups if i < len(p.decoder_channels) - 1 else 0, name=f"conv_{i}"
+        )
+        for i, c in enumerate(p.decoder_channels)
+      ],
+    )
     # Upsample-then-conv layout: nearest x2 then a 3x3 conv (bilinear resizing's gradient is ~3x
     # slower on CPU, measured, and the following conv smooths the blocks anyway). GroupNorm on every
     # conv but the last, highest-resolution one, where it costs as much as the conv itself.
@@ -46,6 +50,10 @@ class PartDecoder(keras.layers.Layer):
     # A 1x1 output conv written as Dense (a matmul over the channel axis): oneDNN's 1x1-conv
     # filter gradient on many small maps ran ~10x slower than the equivalent matmul (measured).
     self.out = keras.layers.Dense(4 * max(shuffle, 1) ** 2, name="out")
+
+  @property
+  def convs(self):
+    return layers_lib.sublayers(self, self._conv_names)
 
   def build(self, input_shape):
     shape = tuple(input_shape)

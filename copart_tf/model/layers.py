@@ -1,24 +1,74 @@
-"""Small building blocks shared by the encoder, heads and decoder (internal)."""
+"""Small building blocks shared by the encoder, heads and decoder (internal).
+
+Sublayers are always stored as named attributes, never in Python lists: with Keras 3 on the
+TensorFlow backend, layers held in lists are missing from `tf.train.Checkpoint`'s object graph
+(their variables were only saved through the optimizer), so a model restored for inference
+silently kept random weights for them. `add_sublayers` / `sublayers` keep the list-like code.
+"""
 
 import keras
 
 
-def conv_norm_act(channels, groups, strides=1, kernel_size=3, name=None):
-  """3x3 conv -> GroupNorm -> ReLU as one `keras.Sequential`.
+class ConvNormAct(keras.layers.Layer):
+  """3x3 conv -> GroupNorm (optional) -> ReLU.
 
   GroupNorm instead of BatchNorm: parts are folded into the batch for the decoder and the three
   encoder passes share one batch, so batch statistics would mix unrelated maps; GroupNorm also
   behaves identically in training and inference (DESIGN.md §3).
+
+  Args:
+    channels: output channels.
+    groups: GroupNorm groups (reduced to a divisor of `channels`); 0 = no normalisation.
+    strides: conv stride.
+    kernel_size: conv kernel size.
   """
-  layers = [
-    keras.layers.Conv2D(
-      channels, kernel_size, strides=strides, padding="same", use_bias=groups <= 0
+
+  def __init__(self, channels, groups, strides=1, kernel_size=3, **kwargs):
+    super().__init__(**kwargs)
+    self.channels = channels
+    self.conv = keras.layers.Conv2D(
+      channels, kernel_size, strides=strides, padding="same", use_bias=groups <= 0, name="conv"
     )
-  ]
-  if groups > 0:
-    layers.append(keras.layers.GroupNormalization(groups=_fit_groups(groups, channels)))
-  layers.append(keras.layers.ReLU())
-  return keras.Sequential(layers, name=name)
+    self.norm = (
+      keras.layers.GroupNormalization(groups=_fit_groups(groups, channels), name="norm")
+      if groups > 0
+      else None
+    )
+
+  def build(self, input_shape):
+    self.conv.build(input_shape)
+    if self.norm is not None:
+      self.norm.build(self.conv.compute_output_shape(input_shape))
+    self.built = True
+
+  def call(self, x):
+    x = self.conv(x)
+    if self.norm is not None:
+      x = self.norm(x)
+    return keras.ops.relu(x)
+
+  def compute_output_shape(self, input_shape):
+    return self.conv.compute_output_shape(input_shape)
+
+
+def conv_norm_act(channels, groups, strides=1, kernel_size=3, name=None):
+  """Factory for `ConvNormAct`."""
+  return ConvNormAct(channels, groups, strides=strides, kernel_size=kernel_size, name=name)
+
+
+def add_sublayers(owner, prefix, layers):
+  """Stores `layers` as attributes `<prefix>_0, <prefix>_1, ...` of `owner`; returns the names."""
+  names = []
+  for i, layer in enumerate(layers):
+    name = f"{prefix}_{i}"
+    setattr(owner, name, layer)
+    names.append(name)
+  return names
+
+
+def sublayers(owner, names):
+  """The layers stored by `add_sublayers`, in order."""
+  return [getattr(owner, name) for name in names]
 
 
 def _fit_groups(groups, channels):

@@ -33,10 +33,14 @@ class TransformHead(keras.layers.Layer):
     self.num_parts = num_parts
     self.preset = get_preset(preset)
     p = self.preset
-    self.convs = [
-      layers_lib.conv_norm_act(c, p.groups, strides=2, name=f"conv_{i}")
-      for i, c in enumerate(p.head_channels)
-    ]
+    self._conv_names = layers_lib.add_sublayers(
+      self,
+      "conv",
+      [
+        layers_lib.conv_norm_act(c, p.groups, strides=2, name=f"conv_{i}")
+        for i, c in enumerate(p.head_channels)
+      ],
+    )
     self.flatten = keras.layers.Flatten()
     self.hidden = keras.layers.Dense(p.head_hidden, activation="relu", name="hidden")
     k = num_parts
@@ -48,6 +52,10 @@ class TransformHead(keras.layers.Layer):
     )
     self.scale = keras.layers.Dense(2 * k, kernel_initializer="zeros", name="scale")
     self.shift = keras.layers.Dense(2 * k, kernel_initializer="zeros", name="shift")
+
+  @property
+  def convs(self):
+    return layers_lib.sublayers(self, self._conv_names)
 
   def build(self, input_shape):
     shape = tuple(input_shape)
