@@ -19,10 +19,14 @@ MODEL = flags.DEFINE_string("model", None, "Training run dir (checkpoints) or ex
 DATA = flags.DEFINE_string("data", None, "Dataset root with labels/<split>/*.npz.")
 SPLIT = flags.DEFINE_string("split", "test", "Split the metrics are measured on.")
 FIT_SPLIT = flags.DEFINE_string(
-  "fit_split", "train", "Split used to map learned parts to GT parts and fit the landmark regressor."
+  "fit_split",
+  "train",
+  "Split used to map learned parts to GT parts and fit the landmark regressor.",
 )
 OUTPUT = flags.DEFINE_string("output", "", "Report directory (default: <model>/eval).")
-FIT_FRAMES = flags.DEFINE_integer("fit_frames_per_video", 16, "Fit-split frames per video (0 = all).")
+FIT_FRAMES = flags.DEFINE_integer(
+  "fit_frames_per_video", 16, "Fit-split frames per video (0 = all)."
+)
 TEST_FRAMES = flags.DEFINE_integer("test_frames_per_video", 0, "Test frames per video (0 = all).")
 BATCH = flags.DEFINE_integer("batch_size", 16, "Frames per forward pass.")
 

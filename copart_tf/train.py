@@ -23,7 +23,9 @@ DATA_DIR = flags.DEFINE_string("data_dir", _D.data_dir, "Dataset root (FOMM layo
 MODEL_DIR = flags.DEFINE_string("model_dir", _D.model_dir, "Checkpoints, TensorBoard logs, eval.")
 TRAIN_STEPS = flags.DEFINE_integer("train_steps", _D.train_steps, "Total optimizer steps.")
 BATCH_SIZE = flags.DEFINE_integer("batch_size", _D.batch_size, "GLOBAL batch size (all replicas).")
-NUM_PARTS = flags.DEFINE_integer("num_parts", _D.num_parts, "K, foreground parts (background extra).")
+NUM_PARTS = flags.DEFINE_integer(
+  "num_parts", _D.num_parts, "K, foreground parts (background extra)."
+)
 IMAGE_SIZE = flags.DEFINE_integer("image_size", _D.image_size, "Model input side, pixels.")
 PRESET = flags.DEFINE_string("preset", _D.preset, f"Architecture: {'|'.join(sorted(PRESETS))}.")
 STRATEGY = flags.DEFINE_string("strategy", _D.strategy, "default | mirrored | multi_worker.")
@@ -33,7 +35,9 @@ NUM_CPU_DEVICES = flags.DEFINE_integer(
 LEARNING_RATE = flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate (peak).")
 LR_WARMUP = flags.DEFINE_integer("lr_warmup_steps", _D.lr_warmup_steps, "Linear warm-up steps.")
 LR_DECAY_START = flags.DEFINE_float(
-  "lr_decay_start", _D.lr_decay_start, "Fraction of train_steps where cosine decay starts (1 = none)."
+  "lr_decay_start",
+  _D.lr_decay_start,
+  "Fraction of train_steps where cosine decay starts (1 = none).",
 )
 VGG_WEIGHTS = flags.DEFINE_string(
   "vgg_weights",
@@ -83,6 +87,14 @@ SYNTH_TEST = flags.DEFINE_integer("synth_test_videos", _D.synth_test_videos, "Sy
 SYNTH_FRAMES = flags.DEFINE_integer("synth_frames", _D.synth_frames, "Frames per synthetic video.")
 SYNTH_SUPERSAMPLE = flags.DEFINE_integer(
   "synth_supersample", _D.synth_supersample, "Anti-aliasing factor of the renderer."
+)
+SYNTH_BACKGROUND = flags.DEFINE_string(
+  "synth_background", _D.synth_background, "Synthetic floors: plain | mixed | textured."
+)
+SYNTH_CLIPS = flags.DEFINE_string(
+  "synth_clips",
+  _D.synth_clips,
+  "Comma-separated mocap clips ('upright' = standing clips; empty = all).",
 )
 EVALUATE_AT_END = flags.DEFINE_bool(
   "evaluate_at_end", _D.evaluate_at_end, "Evaluate on the test split when ground truth exists."

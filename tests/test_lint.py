@@ -54,3 +54,21 @@ def test_ruff_format():
       f"`ruff format --check` would reformat {len(files)} file(s): {', '.join(files)}\n"
       f"(fix with `make format`)\n{result.stdout}{result.stderr}"
     )
+
+
+def test_every_package_has_a_bazel_build_file():
+  """Each Python package has a BUILD file, and copart_tf's subpackages are in //copart_tf."""
+  with open(os.path.join(ROOT, "copart_tf", "BUILD")) as f:
+    root_build = f.read()
+  problems = []
+  for top in ("copart_tf", "serving"):
+    for dirpath, dirnames, filenames in os.walk(os.path.join(ROOT, top)):
+      dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+      if "__init__.py" not in filenames:
+        continue
+      package = os.path.relpath(dirpath, ROOT)
+      if "BUILD" not in filenames:
+        problems.append(f"{package}: no BUILD file (copy a sibling's, e.g. copart_tf/ops/BUILD)")
+      if package.count(os.sep) == 1 and top == "copart_tf" and f'"//{package}"' not in root_build:
+        problems.append(f"{package}: missing from the deps of //copart_tf (copart_tf/BUILD)")
+  assert not problems, "Bazel BUILD files out of date:\n" + "\n".join(problems)

@@ -61,6 +61,19 @@ HUMANOID_CLIPS = (
   "getup_facedown",
   "getup_faceup",
 )
+# Clips in which the person stays on their feet, like Tai-Chi-HD performers (no rolls, flips,
+# crawling or getting up): the default of the synthetic humanoid benchmark.
+UPRIGHT_HUMANOID_CLIPS = (
+  "walk",
+  "run",
+  "jump",
+  "kick",
+  "punch",
+  "dance_a",
+  "dance_b",
+  "spin",
+  "spinkick",
+)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -260,8 +260,15 @@ def _hsv_to_rgb(h, s, v):
   return np.clip(np.array(rgb, np.float64), 0.0, 1.0)
 
 
-def _sample_appearance(rng, num_links):
-  """Random body/floor/sky colours with some contrast between body and background."""
+BACKGROUNDS = ("mixed", "plain", "textured")
+
+
+def _sample_appearance(rng, num_links, background="mixed"):
+  """Random body/floor/sky colours with some contrast between body and background.
+
+  `background`: "mixed" (checker floor in 70% of the videos), "plain" (uniform floor; the sky keeps
+  its smooth vertical gradient) or "textured" (always a checker floor).
+  """
   for _ in range(100):
     body_hsv = (rng.uniform(), rng.uniform(0.3, 0.85), rng.uniform(0.5, 0.95))
     floor_hsv = (rng.uniform(), rng.uniform(0.0, 0.45), rng.uniform(0.3, 0.8))
@@ -278,6 +285,8 @@ def _sample_appearance(rng, num_links):
     v = np.clip(body_hsv[2] + rng.uniform(-0.07, 0.07), 0.0, 1.0)
     link_colors.append(_hsv_to_rgb(h, s, v))
   checker = bool(rng.uniform() < 0.7)
+  if background != "mixed":
+    checker = background == "textured"
   floor_dark = np.clip(floor * rng.uniform(0.7, 0.85), 0.0, 1.0) if checker else floor
   tiles = int(rng.choice([4, 6, 8]))
   light_az = rng.uniform(-60.0, 60.0)
@@ -523,7 +532,9 @@ class Scene:
 # One video.
 
 
-def render_video(scene, rng, num_frames, size, fps, supersample=2, on_frame=None, clip=None):
+def render_video(
+  scene, rng, num_frames, size, fps, supersample=2, on_frame=None, clip=None, background="mixed"
+):
   """Samples and renders one video.
 
   Args:
@@ -535,6 +546,7 @@ def render_video(scene, rng, num_frames, size, fps, supersample=2, on_frame=None
     supersample: render at `supersample * size` and downsample (1 = no anti-aliasing).
     on_frame: optional callable() after each rendered frame.
     clip: force a motion clip (default: random).
+    background: "mixed", "plain" or "textured" (see `_sample_appearance`).
 
   Returns:
     dict with ``frames`` uint8 `[T, S, S, 3]`, ``parts``/``links`` uint8 `[T, S, S]`,
@@ -556,7 +568,7 @@ def render_video(scene, rng, num_frames, size, fps, supersample=2, on_frame=None
   fov = float(rng.uniform(35.0, 50.0))
   height_fraction = float(rng.uniform(0.6, 0.9))
   offset = (float(rng.uniform(-0.05, 0.05)), float(rng.uniform(-0.05, 0.05)))
-  appearance = _sample_appearance(rng, scene.num_links + 1)
+  appearance = _sample_appearance(rng, scene.num_links + 1, background)
 
   corners, world_landmarks = [], []
   for pose in motion.poses:
@@ -665,6 +677,8 @@ def synthesize_dataset(
   supersample=2,
   contact_sheet=True,
   overwrite=False,
+  background="mixed",
+  clips=None,
 ):
   """Generates a synthetic dataset in the FOMM layout with the ground-truth side-car.
 
@@ -681,6 +695,9 @@ def synthesize_dataset(
     supersample: anti-aliasing factor (1 = off).
     contact_sheet: also write ``contact_sheet.png``.
     overwrite: replace an existing non-empty `out_dir` (otherwise that is an error).
+    background: "mixed" (default), "plain" or "textured" floors (see `_sample_appearance`).
+    clips: optional list of motion clip names to draw from (default: all of the body's clips);
+      e.g. `bodies.UPRIGHT_HUMANOID_CLIPS` for Tai-Chi-like standing motions.
 
   Returns:
     dict summary: ``out_dir``, ``body``, ``num_parts``, ``part_names``, ``landmark_names``,
@@ -692,6 +709,16 @@ def synthesize_dataset(
   """
   spec = bodies_lib.get_body(body)
   _check_args(train_videos, test_videos, frames, size, seed, fps, supersample)
+  if background not in BACKGROUNDS:
+    raise ConfigError(f"--background={background!r}: choose one of {', '.join(BACKGROUNDS)}")
+  clips = list(clips) if clips else None
+  if clips:
+    unknown = [c for c in clips if c not in spec.clips]
+    if unknown:
+      raise ConfigError(
+        f"--clips: body {spec.name} has no clip(s) {', '.join(unknown)}; "
+        f"available: {', '.join(spec.clips) or '(procedural motion, no clips)'}"
+      )
   out_dir = os.path.abspath(os.fspath(out_dir))
   if os.path.exists(out_dir):
     if not os.path.isdir(out_dir):
@@ -722,7 +749,18 @@ def synthesize_dataset(
       videos_meta[split] = []
       for i in range(counts[split]):
         rng = _video_rng(seed, split_index, i)
-        video = render_video(scene, rng, int(frames), int(size), float(fps), supersample, on_frame)
+        clip = clips[int(rng.integers(len(clips)))] if clips else None
+        video = render_video(
+          scene,
+          rng,
+          int(frames),
+          int(size),
+          float(fps),
+          supersample,
+          on_frame,
+          clip=clip,
+          background=background,
+        )
         name = f"{i:05d}_{video['info']['clip']}"
         frame_dir = os.path.join(tmp, split, name)
         os.makedirs(frame_dir)
@@ -755,6 +793,8 @@ def synthesize_dataset(
       "frames_per_video": int(frames),
       "seed": int(seed),
       "supersample": int(supersample),
+      "background": background,
+      "clips": clips or list(spec.clips),
       "counts": counts,
       "videos": videos_meta,
     }
@@ -874,6 +914,14 @@ def _sheet_row(video, spec, scale=None):
 # CLI.
 
 
+def resolve_clips(names):
+  """Expands the alias "upright" in a list of clip names."""
+  out = []
+  for name in names or ():
+    out.extend(bodies_lib.UPRIGHT_HUMANOID_CLIPS if name == "upright" else [name])
+  return out or None
+
+
 def _define_flags():
   from absl import flags
 
@@ -888,6 +936,10 @@ def _define_flags():
   flags.DEFINE_integer("supersample", 2, "Render at this multiple of --size and downsample.")
   flags.DEFINE_boolean("contact_sheet", True, "Write root/contact_sheet.png.")
   flags.DEFINE_boolean("overwrite", False, "Replace an existing --out folder.")
+  flags.DEFINE_enum("background", "mixed", list(BACKGROUNDS), "Floor style.")
+  flags.DEFINE_list(
+    "clips", [], "Motion clips to draw from (default all; 'upright' = the standing humanoid clips)."
+  )
   return flags.FLAGS
 
 
@@ -922,6 +974,8 @@ def main(argv):
       supersample=FLAGS.supersample,
       contact_sheet=FLAGS.contact_sheet,
       overwrite=FLAGS.overwrite,
+      background=FLAGS.background,
+      clips=resolve_clips(FLAGS.clips),
     )
   except CopartError as e:
     print(f"error: {e}", file=sys.stderr)

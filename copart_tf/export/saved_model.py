@@ -26,6 +26,10 @@ Signatures (only core TF ops; the warp is pure TF):
 - ``metadata``: ``dummy`` int32 `[N]` (any values) -> ``part_names`` string `[N, K+1]`,
   ``num_parts``, ``image_size``, ``max_image_side`` int32 `[N]` (identical rows: TF Serving's
   batching needs a batch dimension on every input and output).
+- ``animate`` (optional, `OPTIONAL_SIGNATURES`; exports made before it existed lack it):
+  ``source`` and ``driving`` uint8 `[N, H, W, 3]` (same N, any sizes) -> ``image`` uint8
+  `[N, S, S, 3]` (the source's parts re-posed by the driving frame's part poses and assembled,
+  `CoPartModel.animate`) and ``part_labels`` uint8 `[N, S, S]` of that image.
 
 Pixel coordinates: (x, y), 0 = centre of the first pixel (`copart_tf.ops.grid`). A pose in pixels
 ``[A' | t']`` maps canonical-frame coordinates ``c`` (the model's normalised part frame, [-1, 1]^2)
@@ -49,6 +53,9 @@ SERVING_DEFAULT = "serving_default"
 SERVE_ENCODED = "serve_encoded"
 METADATA = "metadata"
 SIGNATURES = (SERVING_DEFAULT, SERVE_ENCODED, METADATA)
+# Exported too, but not required of a copart export (older versions lack them).
+ANIMATE = "animate"
+OPTIONAL_SIGNATURES = (ANIMATE,)
 
 DEFAULT_MODEL_NAME = "copart"
 DEFAULT_MAX_IMAGE_SIDE = 4096
@@ -194,14 +201,24 @@ class ServingComputation:
     self.metadata = tf.function(
       self._metadata, input_signature=[tf.TensorSpec([None], tf.int32, name="dummy")]
     )
+    self.animate = tf.function(
+      self._animate,
+      input_signature=[
+        tf.TensorSpec([None, None, None, 3], tf.uint8, name="source"),
+        tf.TensorSpec([None, None, None, 3], tf.uint8, name="driving"),
+      ],
+    )
 
-  def functions(self):
-    """{signature name: tf.function}."""
-    return {
+  def functions(self, include_animate=True):
+    """{signature name: tf.function} (the required `SIGNATURES`, then ``animate``)."""
+    functions = {
       SERVING_DEFAULT: self.serving_default,
       SERVE_ENCODED: self.serve_encoded,
       METADATA: self.metadata,
     }
+    if include_animate:
+      functions[ANIMATE] = self.animate
+    return functions
 
   def _run_model(self, float_images):
     """Model-size float images `[N, S, S, 3]` -> labels int32, masks, normalised poses."""
@@ -264,6 +281,35 @@ class ServingComputation:
     if self.include_masks:
       out["part_masks"] = self._masks_uint8(masks)
     return out
+
+  def _animate(self, source, driving):
+    """Source parts re-posed by the driving poses (the ``animate`` signature).
+
+    Args:
+      source: uint8 `[N, H, W, 3]`.
+      driving: uint8 `[N, H', W', 3]` (same N).
+
+    Returns:
+      dict: ``image`` uint8 `[N, S, S, 3]`, ``part_labels`` uint8 `[N, S, S]`.
+    """
+    src_shape, drv_shape = tf.shape(source), tf.shape(driving)
+    checks = _check_sizes(src_shape[1], src_shape[2], self.max_image_side, "source")
+    checks += _check_sizes(drv_shape[1], drv_shape[2], self.max_image_side, "driving")
+    checks.append(tf.debugging.assert_positive(src_shape[0], message="source: empty batch (N = 0)"))
+    checks.append(
+      tf.debugging.assert_equal(
+        src_shape[0], drv_shape[0], message="source and driving need the same batch size N"
+      )
+    )
+    with tf.control_dependencies(checks):
+      src = augment_lib.resize_image(source, self.image_size)
+      drv = augment_lib.resize_image(driving, self.image_size)
+    out = self.model.animate(src, drv)
+    image = tf.round(tf.clip_by_value(out["image"], 0.0, 1.0) * 255.0)
+    return {
+      "image": tf.cast(image, tf.uint8),
+      "part_labels": tf.cast(out["part_labels"], tf.uint8),
+    }
 
   def _metadata(self, dummy):
     batch = tf.shape(dummy)[0]
@@ -355,6 +401,7 @@ def export(
   max_image_side=DEFAULT_MAX_IMAGE_SIDE,
   model_name=DEFAULT_MODEL_NAME,
   extra_info=None,
+  include_animate=True,
 ):
   """Exports `model` as ``export_base/<version>/`` for TF Serving.
 
@@ -366,6 +413,7 @@ def export(
     max_image_side: largest input side the signatures accept.
     model_name: model_spec name written into the warm-up requests.
     extra_info: optional JSON-able dict merged into ``assets.extra/copart_export.json``.
+    include_animate: also export the ``animate`` signature (source + driving -> image).
 
   Returns:
     path of the new version directory.
@@ -383,7 +431,7 @@ def export(
     raise ModelError(f"{final} already exists; pick another --version or leave it unset")
 
   computation = ServingComputation(model, include_masks, max_image_side)
-  functions = computation.functions()
+  functions = computation.functions(include_animate=include_animate)
   concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
 
   module = tf.Module(name="copart_serving")
@@ -424,7 +472,7 @@ def export(
       "include_masks": computation.include_masks,
       "max_image_side": computation.max_image_side,
       "preset": getattr(getattr(model, "preset", None), "name", None),
-      "signatures": list(SIGNATURES),
+      "signatures": list(functions),
     }
     info.update(extra_info or {})
     with open(os.path.join(extra, EXPORT_INFO_FILE), "w") as f:

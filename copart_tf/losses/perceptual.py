@@ -74,7 +74,9 @@ class VGGPerceptualLoss(keras.layers.Layer):
     try:
       vgg = keras.applications.VGG19(include_top=False, weights=load, input_shape=(None, None, 3))
     except Exception as error:  # download failures and bad files surface as many types
-      raise ConfigError(f"--vgg_weights={weights}: could not load VGG-19 weights ({error})") from None
+      raise ConfigError(
+        f"--vgg_weights={weights}: could not load VGG-19 weights ({error})"
+      ) from None
     vgg.trainable = False
     outputs = [vgg.get_layer(name).output for name in VGG_LAYERS]
     self.features = keras.Model(vgg.input, outputs, name="vgg19_features")

@@ -304,7 +304,9 @@ class CoPartModel(keras.Model):
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     return {
-      "part_images": tf.concat([bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2),
+      "part_images": tf.concat(
+        [bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2
+      ),
       "depth": tf.concat([bg_depth, _from_parts(fg_depth, batch, k)[..., 0]], axis=-1),
     }
 
@@ -381,7 +383,9 @@ class CoPartModel(keras.Model):
     if self.perceptual_loss == "pyramid":
       return reconstruction_lib.pyramid_loss
     if self._perceptual_layer is None:
-      raise ValueError('perceptual_loss="vgg" needs set_perceptual_loss(VGGPerceptualLoss(...)) first')
+      raise ValueError(
+        'perceptual_loss="vgg" needs set_perceptual_loss(VGGPerceptualLoss(...)) first'
+      )
     return self._perceptual_layer
 
   def compute_losses(self, source, target, warp_affines, outputs):

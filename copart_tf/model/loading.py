@@ -36,7 +36,9 @@ def read_part_names(model_dir, num_parts):
   with open(path) as f:
     names = json.load(f)
   if len(names) != num_parts + 1:
-    raise ModelError(f"{path}: {len(names)} names for K={num_parts} parts (need K+1, background first)")
+    raise ModelError(
+      f"{path}: {len(names)} names for K={num_parts} parts (need K+1, background first)"
+    )
   return list(names)
 
 
@@ -88,10 +90,13 @@ def load_from_model_dir(model_dir, checkpoint=None):
   try:
     saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
     if len(saved) != len(model.weights):
-      raise ValueError(f"the checkpoint holds {len(saved)} model variables, the model has "
-                       f"{len(model.weights)}")
+      raise ValueError(
+        f"the checkpoint holds {len(saved)} model variables, the model has {len(model.weights)}"
+      )
     # Only the model's variables: the optimizer slots in the checkpoint are ignored.
-    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    tf.train.Checkpoint(model=model).restore(
+      path
+    ).expect_partial().assert_existing_objects_matched()
   except (AssertionError, ValueError, tf.errors.OpError) as error:
     raise ModelError(
       f"{path}: does not match the model in {os.path.join(model_dir, CONFIG_FILE)} "

@@ -29,7 +29,9 @@ class PartMapHead(keras.layers.Layer):
       if p.part_map_channels > 0
       else None
     )
-    self.out = keras.layers.Conv2D((num_parts + 1) * p.latent_channels, 3, padding="same", name="out")
+    self.out = keras.layers.Conv2D(
+      (num_parts + 1) * p.latent_channels, 3, padding="same", name="out"
+    )
 
   def build(self, input_shape):
     shape = tuple(input_shape)

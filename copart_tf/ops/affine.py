@@ -120,7 +120,9 @@ def to_pose(affines):
   return theta, tf.stack([sx, sy], axis=-1), affines[..., 2]
 
 
-def random_affine(batch_size, seed, max_rotation=2 * math.pi, scale_range=(0.75, 1.0), max_shift=0.2):
+def random_affine(
+  batch_size, seed, max_rotation=2 * math.pi, scale_range=(0.75, 1.0), max_shift=0.2
+):
   """Random affine maps for the equivariance loss (DESIGN.md §5), stateless.
 
   rotation ~ U[0, max_rotation), each axis scale ~ U[scale_range), shift ~ U[-max_shift, max_shift)^2

@@ -47,6 +47,8 @@ class TrainConfig:
   synth_test_videos: int = 10
   synth_frames: int = 64
   synth_supersample: int = 2
+  synth_background: str = "plain"
+  synth_clips: str = "upright"
   evaluate_at_end: bool = True
   eval_fit_frames_per_video: int = 16
   eval_test_frames_per_video: int = 0
@@ -105,7 +107,10 @@ class TrainConfig:
   @classmethod
   def from_json_file(cls, path):
     with open(path) as f:
-      values = json.load(f)
+      try:
+        values = json.load(f)
+      except ValueError as error:
+        raise ConfigError(f"{path}: not valid JSON ({error}); fix or delete it") from None
     known = {f.name for f in dataclasses.fields(cls)}
     return cls(**{k: v for k, v in values.items() if k in known})
 

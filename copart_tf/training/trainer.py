@@ -8,9 +8,12 @@ same command rebuilds the dataset at the restored step and sees exactly the batc
 would have seen next.
 """
 
+import atexit
 import dataclasses
 import math
 import os
+import shutil
+import tempfile
 import time
 
 import keras
@@ -43,9 +46,9 @@ def checkpoint_dir(model_dir):
 def _check_model_dir_writable(model_dir):
   try:
     os.makedirs(model_dir, exist_ok=True)
-    probe = os.path.join(model_dir, ".write_test")
-    with open(probe, "w") as f:
-      f.write("ok")
+    # A unique name: several workers may probe a shared model dir at the same time.
+    handle, probe = tempfile.mkstemp(prefix=".write_test-", dir=model_dir)
+    os.close(handle)
     os.remove(probe)
   except OSError as error:
     raise ConfigError(f"--model_dir={model_dir}: not writable ({error.strerror})") from None
@@ -88,6 +91,10 @@ def ensure_data(config):
     seed=config.seed,
     progress=report,
     supersample=config.synth_supersample,
+    background=config.synth_background,
+    clips=synthesize.resolve_clips(config.synth_clips.split(","))
+    if config.synth_clips and config.synthesize_if_missing == "humanoid_mocap"
+    else None,
   )
   bar.close()
   logging.info("synthetic dataset ready: %s", summary.get("out_dir", config.data_dir))
@@ -170,11 +177,17 @@ def build_model(config, strategy):
   return model, optimizer, perceptual
 
 
-def restore_or_initialize(model, optimizer, model_dir, keep):
-  """Restores the latest checkpoint in `model_dir` if any. Returns (manager, restored path)."""
+def restore_or_initialize(model, optimizer, model_dir, keep, write_dir=None):
+  """Restores the latest checkpoint in `model_dir` if any. Returns (manager, restored path).
+
+  `write_dir`: where the manager saves, if not model_dir/checkpoints (non-chief workers of
+  MultiWorkerMirroredStrategy take part in every save but must not write the chief's files).
+  """
   checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-  manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir(model_dir), max_to_keep=keep)
-  latest = manager.latest_checkpoint
+  latest = tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+  manager = tf.train.CheckpointManager(
+    checkpoint, write_dir or checkpoint_dir(model_dir), max_to_keep=keep
+  )
   if latest:
     try:
       checkpoint.restore(latest).assert_existing_objects_matched()
@@ -191,9 +204,7 @@ def _scalar_logs(logs):
 
 
 def _write_images(writer, model, vis_batch, step, num_parts):
-  outputs = model.forward_pair(
-    vis_batch["source"], vis_batch["target"], vis_batch["warp_affines"]
-  )
+  outputs = model.forward_pair(vis_batch["source"], vis_batch["target"], vis_batch["warp_affines"])
   outputs = {k: v.numpy() for k, v in outputs.items()}
   grid = visualize.training_grid(
     vis_batch["source"].numpy(), vis_batch["target"].numpy(), outputs, num_parts
@@ -241,13 +252,20 @@ def train(config, stop_after_steps=None):
     )
 
   model, optimizer, perceptual = build_model(config, strategy)
-  manager, restored = restore_or_initialize(model, optimizer, config.model_dir, config.keep_checkpoints)
+  write_dir = None
+  if not chief:  # saves like the chief (collectives), into a throw-away dir (TF's MWMS guide)
+    write_dir = tempfile.mkdtemp(prefix="copart-worker-checkpoints-")
+    atexit.register(shutil.rmtree, write_dir, ignore_errors=True)
+  manager, restored = restore_or_initialize(
+    model, optimizer, config.model_dir, config.keep_checkpoints, write_dir
+  )
   step = int(optimizer.iterations.numpy())
   if restored:
     logging.info("resumed from %s at step %d", restored, step)
   if chief:
-    with open(config_path, "w") as f:
+    with open(config_path + ".tmp", "w") as f:  # atomic: other workers may be reading it
       f.write(config.to_json())
+    os.replace(config_path + ".tmp", config_path)
   if step >= config.train_steps:
     logging.info("already trained: step %d >= --train_steps=%d", step, config.train_steps)
 
@@ -284,12 +302,19 @@ def train(config, stop_after_steps=None):
 
   @tf.function
   def train_fn(batch):
-    return strategy.run(step_fn, args=(batch,))
+    logs = strategy.run(step_fn, args=(batch,))
+    # Per-replica running means -> one value each (all workers take part in the reduction).
+    return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
 
-  writer = tf.summary.create_file_writer(config.model_dir) if chief else tf.summary.create_noop_writer()
+  writer = (
+    tf.summary.create_file_writer(config.model_dir) if chief else tf.summary.create_noop_writer()
+  )
   with writer.as_default(step=step):
     tf.summary.text("config", "```\n" + config.to_json() + "\n```")
     tf.summary.text("perceptual_loss", perceptual)
+
+  def latest_checkpoint():  # the chief's (on every worker; a non-chief's own are throw-away)
+    return tf.train.latest_checkpoint(checkpoint_dir(config.model_dir))
 
   end_step = config.train_steps
   if stop_after_steps is not None:
@@ -308,11 +333,11 @@ def train(config, stop_after_steps=None):
       logs = train_fn(batch)
       step += 1
       interval_steps += 1
-      total = float(strategy.reduce("MEAN", logs["total"], axis=None) if replicas > 1 else logs["total"])
+      total = float(logs["total"])
       if not math.isfinite(total):
         raise TrainingDivergedError(
           f"the loss became {total} at step {step}; stopped without saving. The last good "
-          f"checkpoint is {manager.latest_checkpoint or '(none yet)'}; try a lower "
+          f"checkpoint is {latest_checkpoint() or '(none yet)'}; try a lower "
           f"--learning_rate (now {config.learning_rate})"
         )
       progress.update(step, f"loss {total:.4f}")
@@ -323,7 +348,7 @@ def train(config, stop_after_steps=None):
           for name, value in values.items():
             tf.summary.scalar(f"loss/{name}", value)
           lr = optimizer.learning_rate
-          tf.summary.scalar("train/learning_rate", float(lr() if callable(lr) else lr))
+          tf.summary.scalar("train/learning_rate", float(np.asarray(lr() if callable(lr) else lr)))
           tf.summary.scalar("train/steps_per_sec", interval_steps / elapsed)
           tf.summary.scalar("train/images_per_sec", interval_steps * config.batch_size / elapsed)
         interval_start, interval_steps = time.time(), 0
@@ -344,7 +369,7 @@ def train(config, stop_after_steps=None):
     "wall_seconds": wall,
     "images_per_second": steps_run * config.batch_size / wall if steps_run else 0.0,
     "final_losses": _scalar_logs(logs) if logs else {},
-    "checkpoint": manager.latest_checkpoint,
+    "checkpoint": latest_checkpoint(),
     "perceptual": perceptual,
   }
   if step >= config.train_steps and chief:

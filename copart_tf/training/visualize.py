@@ -60,7 +60,11 @@ def draw_part_axes(image, affines, palette=None, axis_scale=1.0, radius=2):
   for k in range(num):
     colour = tuple(int(c) for c in palette[k + 1])
     centre = affines[k, :, 2]
-    points = [centre, centre + axis_scale * affines[k, :, 0], centre + axis_scale * affines[k, :, 1]]
+    points = [
+      centre,
+      centre + axis_scale * affines[k, :, 0],
+      centre + axis_scale * affines[k, :, 1],
+    ]
     cx, cy, ax, ay, bx, by = grid_lib.normalized_to_pixels(
       np.stack(points).astype(np.float32), height, width
     ).reshape(-1)
