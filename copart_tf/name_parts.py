@@ -38,23 +38,36 @@ EXPORT_BASE = flags.DEFINE_string(
 DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the names, write nothing.")
 
 
+# = copart_tf.model.loading.CONFIG_FILE (not imported here: it imports TensorFlow, and bad flags
+# should fail in a fraction of a second).
+_CONFIG_FILE = "config.json"
+
+
 def _check_run_dir(path):
+  """The run's config dict; ModelError if `path` is not a training run dir."""
+  import json
+
   from copart_tf.errors import ModelError
-  from copart_tf.model import loading
 
   if not os.path.isdir(path):
     raise ModelError(f"{path}: no such directory (expected a training run dir)")
-  if not os.path.isfile(os.path.join(path, loading.CONFIG_FILE)):
+  config_path = os.path.join(path, _CONFIG_FILE)
+  if not os.path.isfile(config_path):
     hint = ""
     if os.path.isfile(os.path.join(path, "saved_model.pb")) or any(
       name.isdigit() for name in os.listdir(path)
     ):
       hint = " (this looks like an export: names are baked into exports, re-export after naming)"
     raise ModelError(
-      f"{path}: not a training run dir (no {loading.CONFIG_FILE}); name_parts needs the "
-      f"--model_dir of a copart_tf.train run{hint}"
+      f"{path}: not a training run dir (no {_CONFIG_FILE}); name_parts needs the --model_dir of "
+      f"a copart_tf.train run{hint}"
     )
-  return loading.read_run_config(path)
+  try:
+    with open(config_path) as f:
+      config = json.load(f)
+    return config, int(config["num_parts"])
+  except (ValueError, KeyError, TypeError) as error:
+    raise ModelError(f"{config_path}: not a valid run config ({error})") from None
 
 
 def main():
@@ -66,10 +79,8 @@ def main():
   cli.require(FRAMES_PER_VIDEO.value >= 0, "--frames_per_video must be >= 0")
   cli.require(BATCH_SIZE.value >= 1, "--batch_size must be >= 1")
   from copart_tf.apps import naming
-  from copart_tf.model import loading
 
-  config = _check_run_dir(MODEL.value)
-  num_parts = int(config["num_parts"])
+  _, num_parts = _check_run_dir(MODEL.value)
   if NAMES.value:
     names = naming.parse_names(NAMES.value, num_parts)
   else:
@@ -88,6 +99,8 @@ def main():
     names = result["names"]
     print(f"majority mapping on {result['frames']} frames of {FROM_LABELS.value} ({SPLIT.value}):")
     print(naming.format_mapping(result))
+  from copart_tf.model import loading  # imports TensorFlow
+
   previous = loading.read_part_names(MODEL.value, num_parts)
   print(f"part names: {', '.join(names)}")
   if DRY_RUN.value:

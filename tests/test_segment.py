@@ -105,12 +105,6 @@ class SegmentTest(tf.test.TestCase):
       f"--input={cls.broken}",
       f"--output={os.path.join(cls.tmp, 'cli_broken')}",
     )
-    cls.cli_bad_model = testing.start_cli(
-      "copart_tf.segment",
-      f"--model={cls.not_a_model}",
-      f"--input={cls.mp4}",
-      f"--output={os.path.join(cls.tmp, 'cli_bad_model')}",
-    )
     cls.export_dir = export_lib.export(cls.model, os.path.join(cls.tmp, "export"))
     cls.cli_export = testing.start_cli(
       "copart_tf.segment",
@@ -127,7 +121,7 @@ class SegmentTest(tf.test.TestCase):
 
   @classmethod
   def tearDownClass(cls):
-    for process in (cls.cli_broken, cls.cli_bad_model, cls.cli_export):
+    for process in (cls.cli_broken, cls.cli_export):
       if process.poll() is None:
         process.kill()
         process.communicate()
@@ -297,8 +291,20 @@ class SegmentTest(tf.test.TestCase):
         with self.assertRaisesRegex(DataError, message):
           self._segment(path, "bad")
     self.assertFalse(os.path.exists(os.path.join(self.tmp, "bad", "tracks.json")))
-    with self.assertRaisesRegex(ModelError, "not_a_model"):
-      Segmenter.load(self.not_a_model)
+    # A folder that is neither a run dir nor an export, an empty one, a file.
+    for path in (self.not_a_model, os.path.join(self.tmp, "in", "empty_folder"), self.broken):
+      with self.subTest(path=path):
+        with self.assertRaisesRegex(ModelError, os.path.basename(path)):
+          Segmenter.load(path)
+    # A run dir whose checkpoint does not fit its config (K=3 weights, K=5 config).
+    wrong = os.path.join(self.tmp, "wrong_run")
+    shutil.copytree(self.run_dir, wrong)
+    with open(os.path.join(wrong, "config.json")) as f:
+      config = json.load(f)
+    with open(os.path.join(wrong, "config.json"), "w") as f:
+      json.dump(dict(config, num_parts=5), f)
+    with self.assertRaisesRegex(ModelError, "does not match"):
+      Segmenter.load(wrong)
 
   def test_options_are_validated(self):
     for options, message in (
@@ -346,9 +352,6 @@ class SegmentTest(tf.test.TestCase):
 
   def test_cli_unreadable_video(self):
     self._check_error(self.cli_broken, "broken.mp4")
-
-  def test_cli_not_a_model(self):
-    self._check_error(self.cli_bad_model, "not_a_model")
 
   def test_cli_missing_flags(self):
     process = testing.start_cli("copart_tf.segment", f"--input={self.mp4}")

@@ -45,7 +45,8 @@ def _dump(out_path):
     model_dir = flags.FLAGS.model_dir
     path = tf.train.latest_checkpoint(trainer.checkpoint_dir(model_dir))
     fresh = loading.model_from_run_config(loading.read_run_config(model_dir))
-    tf.train.Checkpoint(model=fresh).restore(path).expect_partial().assert_existing_objects_matched()
+    status = tf.train.Checkpoint(model=fresh).restore(path)
+    status.expect_partial().assert_existing_objects_matched()
     arrays["checkpoint"] = np.array(path)
     for i, weight in enumerate(fresh.weights):
       arrays[f"ckpt_{i}"] = np.asarray(weight.numpy())

@@ -69,6 +69,8 @@ class InputFrames:
     self._warn = warn or (lambda message: None)
     self._stream = None
     self._image = None
+    if not os.path.exists(self.path):
+      raise DataError(f"{self.path} does not exist")
     if (
       not strip
       and os.path.isfile(self.path)

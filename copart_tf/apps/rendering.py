@@ -154,7 +154,7 @@ def side_by_side(panels, captions=None, size=None):
   if not captions:
     return row
   text_size = int(np.clip(size // 10, 9, 14))
-  bar_height = text_size + 4
+  bar_height = (text_size + 5) // 2 * 2  # even: H.264 needs even frame sizes
   bar = Image.new("RGB", (row.shape[1], bar_height), CAPTION_BACKGROUND)
   draw = ImageDraw.Draw(bar)
   draw_font = font(text_size)

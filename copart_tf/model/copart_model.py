@@ -62,6 +62,27 @@ def _from_parts(folded, batch, num):
   return tf.transpose(unfolded, [0, 2, 3, 1, 4])
 
 
+def _with_coverage(folded):
+  """Appends a channel of ones `[N, h, w, C]` -> `[N, h, w, C+1]`.
+
+  Warped along with the latent map, the extra channel becomes the part's coverage: 1 where the
+  warp sampled inside the source frame, 0 where it read the zero fill, bilinear in between.
+  """
+  return tf.concat([folded, tf.ones_like(folded[..., :1])], axis=-1)
+
+
+def _log_coverage(coverage, size):
+  """Coverage `[N, h, w, 1]` -> log-coverage `[N, S, S, 1]` added to depth logits.
+
+  Adding log(coverage) to a part's depth makes its mask exactly proportional to its coverage:
+  where the warp read only zero fill there is no part (mask 0), instead of whatever the decoder
+  makes of an all-zero latent (which showed up as the nested rectangles of every part's window
+  in early reconstructions).
+  """
+  resized = tf.image.resize(coverage, [size, size], method="bilinear")
+  return tf.math.log(tf.clip_by_value(resized, 1e-6, 1.0))
+
+
 class CoPartModel(keras.Model):
   """Unsupervised co-part segmentation through assembly.
 
@@ -241,14 +262,16 @@ class CoPartModel(keras.Model):
     batch = tf.shape(images)[0]
     k = self.num_parts
     maps = enc["part_maps"]
-    fg = _to_parts(maps[..., 1:, :])
+    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
     if not self.compose_warps:
       canonical = self._warp_parts(fg, enc["affines"])
       fg = self._warp_parts(canonical, affine_lib.invert(enc["affines"]))
-    latents = tf.concat([maps[..., 0, :], fg], axis=0)
+    fg_latents, coverage = tf.split(fg, [self.preset.latent_channels, 1], axis=-1)
+    latents = tf.concat([maps[..., 0, :], fg_latents], axis=0)
     part_images, depth = self._decode(latents)
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
+    fg_depth += _log_coverage(coverage, self.image_size)
     part_images = tf.concat([bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2)
     depth = tf.concat([bg_depth, _from_parts(fg_depth, batch, k)[..., 0]], axis=-1)
     masks, reconstruction = self.assemble(part_images, depth)
@@ -292,7 +315,7 @@ class CoPartModel(keras.Model):
 
   def _retarget(self, maps, source_affines, target_affines, batch):
     k = self.num_parts
-    fg = _to_parts(maps[..., 1:, :])
+    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
     if self.compose_warps:
       moved = self._warp_parts(
         fg, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
@@ -300,9 +323,11 @@ class CoPartModel(keras.Model):
     else:
       canonical = self._warp_parts(fg, source_affines)
       moved = self._warp_parts(canonical, affine_lib.invert(target_affines))
+    moved, coverage = tf.split(moved, [self.preset.latent_channels, 1], axis=-1)
     part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0))
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
+    fg_depth += _log_coverage(coverage, self.image_size)
     return {
       "part_images": tf.concat(
         [bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2
@@ -334,7 +359,7 @@ class CoPartModel(keras.Model):
     warped_affines = poses["affines"][2 * batch :]
     maps = self.part_map_head(features[:batch])
 
-    fg = _to_parts(maps[..., 1:, :])
+    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
     canonical = self._warp_parts(fg, source_affines)  # V*(c) = V^s(T^s c)
     if self.compose_warps:
       source_rec = fg
@@ -347,12 +372,17 @@ class CoPartModel(keras.Model):
 
     # One decoder call: background once (never warped, shared by both assemblies), then the
     # source-reconstruction, retargeted and canonical part maps.
-    latents = tf.concat([maps[..., 0, :], source_rec, retarget, canonical], axis=0)
+    warped = tf.concat([source_rec, retarget, canonical], axis=0)
+    warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
+    latents = tf.concat([maps[..., 0, :], warped], axis=0)
     part_images, depth = self._decode(latents)
     n = batch * k
     # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
-    bg_img, src_img, tgt_img, _ = tf.split(part_images, [batch, n, n, n], axis=0)
-    bg_depth, src_depth, tgt_depth, can_depth = tf.split(depth, [batch, n, n, n], axis=0)
+    bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)
+    bg_depth, parts_depth = tf.split(depth, [batch, 3 * n], axis=0)
+    parts_depth += _log_coverage(coverage, self.image_size)
+    src_img, tgt_img, _ = tf.split(parts_img, 3, axis=0)
+    src_depth, tgt_depth, can_depth = tf.split(parts_depth, 3, axis=0)
     src_images = tf.concat([bg_img[..., None, :], _from_parts(src_img, batch, k)], axis=-2)
     src_depth = tf.concat([bg_depth, _from_parts(src_depth, batch, k)[..., 0]], axis=-1)
     tgt_images = tf.concat([bg_img[..., None, :], _from_parts(tgt_img, batch, k)], axis=-2)

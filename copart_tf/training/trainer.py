@@ -203,6 +203,10 @@ def _scalar_logs(logs):
   return {name: float(value) for name, value in logs.items()}
 
 
+def _all_finite(variables):
+  return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+
 def _write_images(writer, model, vis_batch, step, num_parts):
   outputs = model.forward_pair(vis_batch["source"], vis_batch["target"], vis_batch["warp_affines"])
   outputs = {k: v.numpy() for k, v in outputs.items()}
@@ -262,6 +266,10 @@ def train(config, stop_after_steps=None):
   step = int(optimizer.iterations.numpy())
   if restored:
     logging.info("resumed from %s at step %d", restored, step)
+    # The checkpoint also restored the optimizer's learning-rate variable: --learning_rate wins.
+    rate = learning_rate_schedule(config)
+    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+      optimizer.learning_rate = rate
   if chief:
     with open(config_path + ".tmp", "w") as f:  # atomic: other workers may be reading it
       f.write(config.to_json())
@@ -357,6 +365,13 @@ def train(config, stop_after_steps=None):
       if chief and (step % config.image_every == 0 or step == end_step):
         _write_images(writer, model, vis_batch, step, config.num_parts)
       if step % config.checkpoint_every == 0 or step == end_step:
+        # The loss above was computed before this step's update: check what would be saved.
+        if not _all_finite(model.trainable_variables):
+          raise TrainingDivergedError(
+            f"the weights became non-finite at step {step} (loss {total}); stopped without "
+            f"saving. The last good checkpoint is {latest_checkpoint() or '(none yet)'}; try a "
+            f"lower --learning_rate (now {config.learning_rate})"
+          )
         path = manager.save(checkpoint_number=step)
         logging.info("checkpoint %s", path)
   progress.close()
