@@ -44,7 +44,9 @@ def main():
   cli.require(SOURCE.value, "--source is required (an image)")
   cli.require(DRIVING.value, "--driving is required (a video file or frame folder)")
   cli.require(OUTPUT.value, "--output is required (a folder)")
-  cli.require(MAX_SIDE.value >= 16, f"--max_side must be >= 16, got {MAX_SIDE.value}")
+  cli.require(
+    16 <= MAX_SIDE.value <= 4096, f"--max_side must be in [16, 4096], got {MAX_SIDE.value}"
+  )
   from copart_tf.apps import media
 
   # Inputs are checked before the model is loaded: a bad file fails in a second.

@@ -46,7 +46,9 @@ def main():
   cli.require(MODEL.value, "--model is required (an exported SavedModel or a training run dir)")
   cli.require(INPUT.value, "--input is required (a video file, frame folder or image)")
   cli.require(OUTPUT.value, "--output is required (a folder)")
-  cli.require(MAX_SIDE.value >= 16, f"--max_side must be >= 16, got {MAX_SIDE.value}")
+  cli.require(
+    16 <= MAX_SIDE.value <= 4096, f"--max_side must be in [16, 4096], got {MAX_SIDE.value}"
+  )
   from copart_tf.apps import media
 
   # The input is checked before the model is loaded: a bad video fails in a second.

@@ -160,8 +160,8 @@ class AnimateOptions:
       raise ConfigError(f"--batch_size must be >= 1, got {self.batch_size}")
     if self.panel_size is not None and not 16 <= self.panel_size <= 2048:
       raise ConfigError(f"--panel_size must be in [16, 2048], got {self.panel_size}")
-    if self.max_side < 16:
-      raise ConfigError(f"--max_side must be >= 16, got {self.max_side}")
+    if not 16 <= self.max_side <= 4096:  # 4096: the export's largest accepted side
+      raise ConfigError(f"--max_side must be in [16, 4096], got {self.max_side}")
     if self.fps is not None and self.fps <= 0:
       raise ConfigError(f"--fps must be > 0, got {self.fps}")
     if not (self.video or self.gif or self.frames):

@@ -70,8 +70,8 @@ class SegmentOptions:
       raise ConfigError(f"--alpha must be in [0, 1], got {self.alpha}")
     if self.batch_size < 1:
       raise ConfigError(f"--batch_size must be >= 1, got {self.batch_size}")
-    if self.max_side < 16:
-      raise ConfigError(f"--max_side must be >= 16, got {self.max_side}")
+    if not 16 <= self.max_side <= 4096:  # 4096: the export's largest accepted side
+      raise ConfigError(f"--max_side must be in [16, 4096], got {self.max_side}")
     if self.fps is not None and self.fps <= 0:
       raise ConfigError(f"--fps must be > 0, got {self.fps}")
 

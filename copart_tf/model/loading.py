@@ -88,11 +88,6 @@ def load_from_model_dir(model_dir, checkpoint=None):
   if not path:
     raise ModelError(f"{model_dir}: no checkpoint in {os.path.join(model_dir, CHECKPOINT_SUBDIR)}")
   try:
-    saved = [name for name, _ in tf.train.list_variables(path) if name.startswith("model/")]
-    if len(saved) != len(model.weights):
-      raise ValueError(
-        f"the checkpoint holds {len(saved)} model variables, the model has {len(model.weights)}"
-      )
     # Only the model's variables: the optimizer slots in the checkpoint are ignored.
     tf.train.Checkpoint(model=model).restore(
       path
