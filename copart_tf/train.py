@@ -57,6 +57,16 @@ SEED = flags.DEFINE_integer("seed", _D.seed, "Seed of data sampling, augmentatio
 COMPOSE_WARPS = flags.DEFINE_bool(
   "compose_warps", _D.compose_warps, "Warp latent maps once with composed transforms."
 )
+INITIAL_SPREAD = flags.DEFINE_float(
+  "initial_spread",
+  _D.initial_spread,
+  "Radius of the disc the initial part centres are spread over (0 = reference: all at 0).",
+)
+BACKGROUND_WARMUP = flags.DEFINE_integer(
+  "background_warmup_steps",
+  _D.background_warmup_steps,
+  "Ramp the background loss from 0 to its weight over this many steps (0 = reference).",
+)
 BACKGROUND_ON = flags.DEFINE_string(
   "background_on", _D.background_on, "Background loss on retarget masks, or both."
 )

@@ -91,6 +91,7 @@ class VGGPerceptualLoss(keras.layers.Layer):
     both = self._preprocess(tf.concat([images, reconstructions], axis=0))
     total = 0.0
     for weight, features in zip(VGG_LAYER_WEIGHTS, self.features(both), strict=True):
+      features = tf.cast(features, tf.float32)  # VGG may run in bfloat16 (mixed precision)
       real = tf.stop_gradient(features[:batch])
       fake = features[batch:]
       total += weight * tf.reduce_mean(tf.abs(real - fake))

@@ -56,6 +56,9 @@ class PartDecoder(keras.layers.Layer):
       4 * max(shuffle, 1) ** 2,
       bias_initializer=keras.initializers.Constant([0.5, 0.5, 0.5, 0.0] * max(shuffle, 1) ** 2),
       name="out",
+      # float32 under a mixed precision policy too: the softmax masks, the assembly and the
+      # losses consume these outputs.
+      dtype="float32",
     )
 
   @property

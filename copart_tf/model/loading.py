@@ -60,6 +60,8 @@ def model_from_run_config(config, part_names=None):
     preset=config["preset"],
     image_size=config["image_size"],
     compose_warps=config.get("compose_warps", False),
+    initial_spread=config.get("initial_spread", 0.0),
+    background_warmup_steps=config.get("background_warmup_steps", 0),
     perceptual_loss="none",  # inference only: the loss is never evaluated
     part_names=part_names,
     **weights,

@@ -29,8 +29,10 @@ class PartMapHead(keras.layers.Layer):
       if p.part_map_channels > 0
       else None
     )
+    # float32 latent maps under a mixed precision policy too: the warp samples them at positions
+    # computed in their dtype (bfloat16 would round positions to ~1/8 pixel).
     self.out = keras.layers.Conv2D(
-      (num_parts + 1) * p.latent_channels, 3, padding="same", name="out"
+      (num_parts + 1) * p.latent_channels, 3, padding="same", name="out", dtype="float32"
     )
 
   def build(self, input_shape):

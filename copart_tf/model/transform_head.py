@@ -1,11 +1,27 @@
 """Transform head: encoder features -> one affine pose T_k per foreground part."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from copart_tf.model import layers as layers_lib
 from copart_tf.model.presets import get_preset
 from copart_tf.ops import affine as affine_lib
+
+
+def sunflower(num_points, radius):
+  """`num_points` (x, y) spread evenly over a disc of `radius` (golden-angle spiral), `[K, 2]`.
+
+  Why spread the initial part centres: with every T_k starting at the identity, the K parts are
+  interchangeable, and the translation loss pulls every mask towards the same centre. Nothing but
+  tiny random differences separates them, and on the synthetic humanoid the masks stayed uniform
+  (each part 1/(K+1) everywhere, concentration loss flat) for 300+ steps. Distinct initial
+  centres give each part its own place to start from; training moves them freely.
+  """
+  i = np.arange(num_points, dtype=np.float64)
+  r = radius * np.sqrt((i + 0.5) / max(num_points, 1))
+  theta = i * np.pi * (3.0 - np.sqrt(5.0))
+  return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=-1).astype(np.float32)
 
 
 class TransformHead(keras.layers.Layer):
@@ -14,7 +30,9 @@ class TransformHead(keras.layers.Layer):
   Strided convs -> flatten -> hidden dense -> three linear heads per part (DESIGN.md §3):
   - rotation (c, s): bias initialised to (1, 0), normalised to unit length;
   - scale: pre-activation z initialised to 0, scale = 0.9 tanh(z) + 1 in (0.1, 1.9), starting at 1;
-  - shift: zero-initialised, no activation (the part centre in normalised image coordinates).
+  - shift: zero kernel, no activation (the part centre in normalised image coordinates); its bias
+    is zero as in the reference, or, with `initial_spread` > 0, the K points of a sunflower
+    (Fibonacci) disc of that radius, so the parts start at distinct places (see `sunflower`).
 
   Scale convention. DESIGN.md §3 writes the reference's parametrisation as 1 / (0.9 tanh z + 1),
   range (0.53, 10): that is the zoom of the image -> canonical map T^-1. The canonical -> image
@@ -28,7 +46,7 @@ class TransformHead(keras.layers.Layer):
   TensorShape([2, 3, 2, 3])
   """
 
-  def __init__(self, num_parts, preset="small", **kwargs):
+  def __init__(self, num_parts, preset="small", initial_spread=0.0, **kwargs):
     super().__init__(**kwargs)
     self.num_parts = num_parts
     self.preset = get_preset(preset)
@@ -44,14 +62,26 @@ class TransformHead(keras.layers.Layer):
     self.flatten = keras.layers.Flatten()
     self.hidden = keras.layers.Dense(p.head_hidden, activation="relu", name="hidden")
     k = num_parts
+    # Pose outputs always in float32 (under a mixed precision policy too): they set the warp's
+    # sampling positions and enter the losses, where bfloat16's 8-bit mantissa is too coarse.
     self.rotation = keras.layers.Dense(
       2 * k,
       kernel_initializer="zeros",
       bias_initializer=keras.initializers.Constant([1.0, 0.0] * k),
       name="rotation",
+      dtype="float32",
     )
-    self.scale = keras.layers.Dense(2 * k, kernel_initializer="zeros", name="scale")
-    self.shift = keras.layers.Dense(2 * k, kernel_initializer="zeros", name="shift")
+    self.scale = keras.layers.Dense(
+      2 * k, kernel_initializer="zeros", name="scale", dtype="float32"
+    )
+    self.initial_spread = float(initial_spread)
+    self.shift = keras.layers.Dense(
+      2 * k,
+      kernel_initializer="zeros",
+      bias_initializer=keras.initializers.Constant(sunflower(k, self.initial_spread).reshape(-1)),
+      name="shift",
+      dtype="float32",
+    )
 
   @property
   def convs(self):

@@ -30,6 +30,8 @@ class TrainConfig:
   export_dir: str = ""
   seed: int = 0
   compose_warps: bool = False
+  initial_spread: float = 0.0
+  background_warmup_steps: int = 0
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -93,6 +95,8 @@ class TrainConfig:
       "preset": self.preset,
       "image_size": self.image_size,
       "compose_warps": self.compose_warps,
+      "initial_spread": self.initial_spread,
+      "background_warmup_steps": self.background_warmup_steps,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
