@@ -3,7 +3,7 @@
   python -m copart_tf.benchmark --preset=small|paper|tiny --batch=N --what=train|infer|serve|all
       [--image_size=128] [--num_parts=10] [--steps=10] [--warmup=2]
       [--perceptual=random|pyramid|none] [--jit_compile]
-      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] [--compose_warps]
+      [--mixed_precision=float32|mixed_bfloat16|mixed_float16] [--compose_warps] [--breakdown]
       [--infer_batches=1,16] [--serve_seconds=5] [--serve_requests=30] [--output=result.json]
 
 Every time is the median of `--steps` timed iterations after `--warmup` untimed ones, with p10 / p90
@@ -41,6 +41,9 @@ MIXED_PRECISION = flags.DEFINE_enum(
   "Keras dtype policy while the model is built and run.",
 )
 COMPOSE_WARPS = flags.DEFINE_bool("compose_warps", False, "One composed warp per part map.")
+BREAKDOWN = flags.DEFINE_bool(
+  "breakdown", False, "Also time encoder, heads, decoder and perceptual loss alone (train)."
+)
 INFER_BATCHES = flags.DEFINE_list("infer_batches", ["1", "16"], "Inference batch sizes.")
 SERVE_SECONDS = flags.DEFINE_float("serve_seconds", 5.0, "Concurrent-clients phase of serve.")
 SERVE_REQUESTS = flags.DEFINE_integer("serve_requests", 30, "Sequential Predict calls timed.")
@@ -73,6 +76,7 @@ def config_from_flags():
     jit_compile=JIT_COMPILE.value,
     mixed_precision=MIXED_PRECISION.value,
     compose_warps=COMPOSE_WARPS.value,
+    breakdown=BREAKDOWN.value,
     infer_batches=infer_batches,
     serve_seconds=SERVE_SECONDS.value,
     serve_requests=SERVE_REQUESTS.value,

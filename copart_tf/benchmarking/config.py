@@ -27,6 +27,7 @@ class BenchmarkConfig:
     jit_compile: XLA for the training step (and the in-memory inference function).
     mixed_precision: Keras dtype policy while the model is built and run.
     compose_warps: the model's one-warp path (DESIGN.md §3).
+    breakdown: also time each block of the step alone (`copart_tf.benchmarking.components`).
     infer_batches: batch sizes of the inference measurements.
     serve_seconds: duration of the concurrent-clients phase of `serve`.
     serve_requests: sequential Predict calls timed by `serve`.
@@ -47,6 +48,7 @@ class BenchmarkConfig:
   jit_compile: bool = False
   mixed_precision: str = "float32"
   compose_warps: bool = False
+  breakdown: bool = False
   infer_batches: tuple = (1, 16)
   serve_seconds: float = 5.0
   serve_requests: int = 30

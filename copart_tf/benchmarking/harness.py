@@ -8,6 +8,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from copart_tf.benchmarking import flops as flops_lib
 from copart_tf.benchmarking import machine, reference
@@ -166,12 +167,12 @@ def utilisation(flops, milliseconds, peak_gflops):
   }
 
 
-def run(config, log=print):
+def run(config, log=None):
   """Runs the requested phases and returns the JSON-able result.
 
   Args:
     config: `BenchmarkConfig` (validated here).
-    log: progress messages (one string each); the CLI sends them to stderr.
+    log: callable receiving progress messages (one string each); default absl logging.info.
 
   Returns:
     dict with config, machine, model (params, FLOPs), matmul, the phases' sections (train,
@@ -181,6 +182,7 @@ def run(config, log=print):
   from copart_tf.benchmarking import serve as serve_lib
   from copart_tf.benchmarking import train as train_lib
 
+  log = log or logging.info
   config.validate()
   phases = config.phases()
   result = {

@@ -144,6 +144,10 @@ def measure_train(model, config, flops, peak_gflops):
       "fraction_of_step": round(warp["median"] / step_ms, 4),
       "method": WARP_METHOD,
     }
+    if config.breakdown:
+      from copart_tf.benchmarking import components
+
+      out["components"] = components.measure_components(model, config)
   out["memory"] = memory.result()
   out["flops_per_example"] = flops["train_per_example"]
   out["step"] = harness.utilisation(flops["train_per_example"] * config.batch, step_ms, peak_gflops)

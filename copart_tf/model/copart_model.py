@@ -172,6 +172,8 @@ class CoPartModel(keras.Model):
     )
     self.decoder = PartDecoder(self.preset, name="decoder")
     self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
+    # Not a loss: the global gradient norm, logged as train/grad_norm (spots instabilities).
+    self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
     # The VGG layer must not be tracked: it would land in every checkpoint and export.
     object.__setattr__(self, "_perceptual_layer", None)
 
@@ -206,7 +208,7 @@ class CoPartModel(keras.Model):
 
   @property
   def metrics(self):
-    return list(self.trackers.values())
+    return list(self.trackers.values()) + [self.grad_norm_tracker]
 
   def build(self, input_shape=None):
     s = self.image_size
@@ -529,7 +531,10 @@ class CoPartModel(keras.Model):
     self.optimizer.apply(gradients, self.trainable_variables)
     for name, value in losses.items():
       self.trackers[name].update_state(value)
-    return {name: tracker.result() for name, tracker in self.trackers.items()}
+    self.grad_norm_tracker.update_state(tf.linalg.global_norm(gradients))
+    logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+    logs["grad_norm"] = self.grad_norm_tracker.result()
+    return logs
 
   def test_step(self, data):
     source, target = self._unpack(data)

@@ -354,7 +354,8 @@ def train(config, stop_after_steps=None):
         values = _scalar_logs(logs)
         with writer.as_default(step=step):
           for name, value in values.items():
-            tf.summary.scalar(f"loss/{name}", value)
+            tag = "train/grad_norm" if name == "grad_norm" else f"loss/{name}"
+            tf.summary.scalar(tag, value)
           lr = optimizer.learning_rate
           tf.summary.scalar("train/learning_rate", float(np.asarray(lr() if callable(lr) else lr)))
           tf.summary.scalar("train/steps_per_sec", interval_steps / elapsed)
