@@ -67,6 +67,11 @@ BACKGROUND_WARMUP = flags.DEFINE_integer(
   _D.background_warmup_steps,
   "Ramp the background loss from 0 to its weight over this many steps (0 = reference).",
 )
+MASKS_FOLLOW_POSES = flags.DEFINE_bool(
+  "masks_follow_poses",
+  _D.masks_follow_poses,
+  "Translation and rotation/scale losses move only the masks (poses learn from the rest).",
+)
 BACKGROUND_ON = flags.DEFINE_string(
   "background_on", _D.background_on, "Background loss on retarget masks, or both."
 )

@@ -198,7 +198,7 @@ class TrainingTest(tf.test.TestCase):
     print(
       f"\noverfit: total {before['total']:.3f} -> {after['total']:.3f} in {time.time() - start:.1f}s"
     )
-    self.assertEqual(set(logs), set(copart_model.LOSS_TERMS))
+    self.assertEqual(set(logs), set(copart_model.LOSS_TERMS) | {"grad_norm"})
     self.assertEqual(int(model.optimizer.iterations), 300)
     # The concentration/background terms of uniform initial masks form a floor that only falls
     # once parts become compact, so the total falls less than the reconstruction.
@@ -268,7 +268,8 @@ class ConfigTest(tf.test.TestCase):
   def test_a_tracker_per_loss_term(self):
     model = CoPartModel(num_parts=2, preset="tiny", image_size=32)
     names = [metric.name for metric in model.metrics]
-    self.assertEqual(names, list(copart_model.LOSS_TERMS))
+    # One Mean per loss term, then the gradient-norm tracker (logged as train/grad_norm).
+    self.assertEqual(names, list(copart_model.LOSS_TERMS) + ["grad_norm"])
     self.assertTrue(all(isinstance(metric, keras.metrics.Mean) for metric in model.metrics))
     for term in (
       "total",

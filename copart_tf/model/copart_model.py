@@ -115,6 +115,9 @@ class CoPartModel(keras.Model):
       parts cannot yet follow the motion, so a background layer that copies the whole source
       frame reconstructs the target best and the background loss finishes the foreground off
       (measured: every part's mask went to 0 by step 500 on the synthetic humanoid).
+    masks_follow_poses: stop the gradient of the translation and rotation/scale losses into the
+      poses, so those terms move the masks towards the poses only (the poses then learn from
+      reconstruction and equivariance). Default False: mutual, as in the paper.
     initial_spread: radius of the disc the initial part centres are spread over (0 = all at the
       image centre, the reference's zero initialisation; see `transform_head.sunflower`).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
@@ -134,6 +137,7 @@ class CoPartModel(keras.Model):
     seed=0,
     initial_spread=0.0,
     background_warmup_steps=0,
+    masks_follow_poses=False,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -161,6 +165,7 @@ class CoPartModel(keras.Model):
     self.seed = int(seed)
     self.initial_spread = float(initial_spread)
     self.background_warmup_steps = int(background_warmup_steps)
+    self.masks_follow_poses = bool(masks_follow_poses)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -199,6 +204,7 @@ class CoPartModel(keras.Model):
       "seed": self.seed,
       "initial_spread": self.initial_spread,
       "background_warmup_steps": self.background_warmup_steps,
+      "masks_follow_poses": self.masks_follow_poses,
       **self.loss_weights,
     }
 
@@ -464,9 +470,12 @@ class CoPartModel(keras.Model):
       ramp = tf.cast(self.optimizer.iterations, background.dtype) / self.background_warmup_steps
       background *= tf.minimum(ramp, 1.0)
     fg_target = target_masks[..., 1:]
-    translation = transformation_lib.translation_loss(fg_target, outputs["target_affines"])
+    pose_targets = outputs["target_affines"]
+    if self.masks_follow_poses:
+      pose_targets = tf.stop_gradient(pose_targets)
+    translation = transformation_lib.translation_loss(fg_target, pose_targets)
     rotation_scale = transformation_lib.rotation_scale_loss(
-      fg_target, outputs["target_affines"], self.covariance_threshold
+      fg_target, pose_targets, self.covariance_threshold
     )
     equivariance = equivariance_lib.equivariance_loss(
       outputs["warped_affines"], outputs["target_affines"], warp_affines

@@ -62,6 +62,7 @@ def model_from_run_config(config, part_names=None):
     compose_warps=config.get("compose_warps", False),
     initial_spread=config.get("initial_spread", 0.0),
     background_warmup_steps=config.get("background_warmup_steps", 0),
+    masks_follow_poses=config.get("masks_follow_poses", False),
     perceptual_loss="none",  # inference only: the loss is never evaluated
     part_names=part_names,
     **weights,

@@ -32,6 +32,7 @@ class TrainConfig:
   compose_warps: bool = False
   initial_spread: float = 0.0
   background_warmup_steps: int = 0
+  masks_follow_poses: bool = False
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -97,6 +98,7 @@ class TrainConfig:
       "compose_warps": self.compose_warps,
       "initial_spread": self.initial_spread,
       "background_warmup_steps": self.background_warmup_steps,
+      "masks_follow_poses": self.masks_follow_poses,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
