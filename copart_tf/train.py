@@ -39,6 +39,9 @@ LR_DECAY_START = flags.DEFINE_float(
   _D.lr_decay_start,
   "Fraction of train_steps where cosine decay starts (1 = none).",
 )
+CLIP_GRAD_NORM = flags.DEFINE_float(
+  "clip_grad_norm", _D.clip_grad_norm, "Clip gradients to this global norm (0 = no clipping)."
+)
 VGG_WEIGHTS = flags.DEFINE_string(
   "vgg_weights",
   _D.vgg_weights,

@@ -118,6 +118,8 @@ class CoPartModel(keras.Model):
     masks_follow_poses: stop the gradient of the translation and rotation/scale losses into the
       poses, so those terms move the masks towards the poses only (the poses then learn from
       reconstruction and equivariance). Default False: mutual, as in the paper.
+    mass_epsilon: pixels of mass added to every mask before computing centroids, covariances and
+      concentration (bounds the gradients of vanishing parts; see `losses.moments`).
     initial_spread: radius of the disc the initial part centres are spread over (0 = all at the
       image centre, the reference's zero initialisation; see `transform_head.sunflower`).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
@@ -138,6 +140,7 @@ class CoPartModel(keras.Model):
     initial_spread=0.0,
     background_warmup_steps=0,
     masks_follow_poses=False,
+    mass_epsilon=1.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -166,6 +169,7 @@ class CoPartModel(keras.Model):
     self.initial_spread = float(initial_spread)
     self.background_warmup_steps = int(background_warmup_steps)
     self.masks_follow_poses = bool(masks_follow_poses)
+    self.mass_epsilon = float(mass_epsilon)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -205,6 +209,7 @@ class CoPartModel(keras.Model):
       "initial_spread": self.initial_spread,
       "background_warmup_steps": self.background_warmup_steps,
       "masks_follow_poses": self.masks_follow_poses,
+      "mass_epsilon": self.mass_epsilon,
       **self.loss_weights,
     }
 
@@ -473,17 +478,18 @@ class CoPartModel(keras.Model):
     pose_targets = outputs["target_affines"]
     if self.masks_follow_poses:
       pose_targets = tf.stop_gradient(pose_targets)
-    translation = transformation_lib.translation_loss(fg_target, pose_targets)
+    eps = self.mass_epsilon
+    translation = transformation_lib.translation_loss(fg_target, pose_targets, eps)
     rotation_scale = transformation_lib.rotation_scale_loss(
-      fg_target, pose_targets, self.covariance_threshold
+      fg_target, pose_targets, self.covariance_threshold, eps
     )
     equivariance = equivariance_lib.equivariance_loss(
       outputs["warped_affines"], outputs["target_affines"], warp_affines
     )
     concentration = concentration_lib.concentration_loss(
-      outputs["source_masks"][..., 1:]
-    ) + concentration_lib.concentration_loss(fg_target)
-    canonical = concentration_lib.canonical_concentration_loss(outputs["canonical_masks"])
+      outputs["source_masks"][..., 1:], eps
+    ) + concentration_lib.concentration_loss(fg_target, eps)
+    canonical = concentration_lib.canonical_concentration_loss(outputs["canonical_masks"], eps)
     total = (
       w["target_rec"] * rec_target
       + w["source_rec"] * rec_source

@@ -25,6 +25,7 @@ class TrainConfig:
   learning_rate: float = 5e-5
   lr_warmup_steps: int = 0
   lr_decay_start: float = 1.0
+  clip_grad_norm: float = 0.0
   vgg_weights: str = "auto"
   perceptual_fallback: str = "pyramid"
   export_dir: str = ""

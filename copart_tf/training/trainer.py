@@ -169,7 +169,9 @@ def build_model(config, strategy):
   with strategy.scope():
     model = CoPartModel(**config.model_kwargs(perceptual))
     model.build()
-    optimizer = keras.optimizers.Adam(learning_rate_schedule(config))
+    optimizer = keras.optimizers.Adam(
+      learning_rate_schedule(config), global_clipnorm=config.clip_grad_norm or None
+    )
     model.compile(optimizer=optimizer)
     optimizer.build(model.trainable_variables)
     if perceptual == "vgg":
