@@ -11,10 +11,13 @@ PNG frame folders, or one mp4 file per video) unless the folder already exists.
 """
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -45,7 +48,11 @@ def make_synthetic(root, kind, num_videos, num_frames, size, seed=0):
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data_dir", required=True)
+  parser.add_argument(
+    "--data_dir",
+    default="",
+    help="dataset root; empty = a temporary random dataset (implies --synthetic=frames)",
+  )
   parser.add_argument("--split", default="train")
   parser.add_argument("--batch_size", type=int, default=16)
   parser.add_argument("--image_size", type=int, default=128)
@@ -59,6 +66,10 @@ def main(argv=None):
   parser.add_argument("--synthetic_frames", type=int, default=32)
   parser.add_argument("--synthetic_size", type=int, default=128)
   args = parser.parse_args(argv)
+  if not args.data_dir:  # `make bench` runs every script without arguments
+    args.data_dir = tempfile.mkdtemp(prefix="copart-pipeline-bench-")
+    atexit.register(shutil.rmtree, args.data_dir, ignore_errors=True)
+    args.synthetic = args.synthetic or "frames"
 
   if args.synthetic and not os.path.isdir(os.path.join(args.data_dir, "train")):
     make_synthetic(

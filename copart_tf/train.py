@@ -75,6 +75,11 @@ MASKS_FOLLOW_POSES = flags.DEFINE_bool(
   _D.masks_follow_poses,
   "Translation and rotation/scale losses move only the masks (poses learn from the rest).",
 )
+BACKGROUND_DEPTH_OFFSET = flags.DEFINE_float(
+  "background_depth_offset",
+  _D.background_depth_offset,
+  "Added to the background depth logit (0 = reference; > 0 starts with masks on the background).",
+)
 BACKGROUND_ON = flags.DEFINE_string(
   "background_on", _D.background_on, "Background loss on retarget masks, or both."
 )

@@ -94,6 +94,18 @@ class OutputTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(out["reconstruction"], assembled, atol=1e-5)
     self.assertAllEqual(out["centers"], out["affines"][..., 2])
 
+  def test_background_depth_offset_shifts_only_the_background_logit(self):
+    plain = _model(num_parts=4, size=32)
+    offset = _model(num_parts=4, size=32, background_depth_offset=3.0)
+    offset.set_weights(plain.get_weights())
+    images = _images(2, 32, seed=5)
+    a, b = plain(images), offset(images)
+    self.assertAllClose(b["depth"][..., 0], a["depth"][..., 0] + 3.0, atol=1e-5)
+    self.assertAllClose(b["depth"][..., 1:], a["depth"][..., 1:], atol=1e-5)
+    self.assertAllClose(tf.reduce_sum(b["masks"], axis=-1), tf.ones([2, 32, 32]), atol=1e-5)
+    self.assertGreater(float(tf.reduce_mean(b["masks"][..., 0])), 0.5)
+    self.assertEqual(offset.get_config()["background_depth_offset"], 3.0)
+
   def test_animate_shapes(self):
     model = _model(num_parts=3, size=32)
     out = model.animate(_images(2, 32, seed=3), _images(2, 32, seed=4))

@@ -558,5 +558,45 @@ class ProgressTest(absltest.TestCase):
     self.assertEqual(progress_lib.format_duration(-3), "0:00")
 
 
+class WaitForDataTest(absltest.TestCase):
+  """Non-chief workers wait for the chief's synthetic dataset instead of racing it."""
+
+  def _config(self, data_dir, synthesize):
+    from copart_tf.training import config as config_lib
+
+    return config_lib.TrainConfig(data_dir=data_dir, synthesize_if_missing=synthesize)
+
+  def test_returns_once_the_chief_has_renamed_the_dataset_into_place(self):
+    import threading
+
+    from copart_tf.training import trainer
+
+    root = os.path.join(tempfile.mkdtemp(), "humanoid")
+    config = self._config(root, "humanoid_mocap")
+    timer = threading.Timer(0.3, lambda: os.makedirs(os.path.join(root, "train")))
+    timer.start()
+    start = time.monotonic()
+    trainer.wait_for_data(config, timeout_s=30, poll_s=0.05)
+    timer.join()
+    self.assertGreaterEqual(time.monotonic() - start, 0.25)
+    self.assertTrue(os.path.isdir(os.path.join(root, "train")))
+
+  def test_times_out_with_a_clear_message(self):
+    from copart_tf.errors import DataError
+    from copart_tf.training import trainer
+
+    config = self._config(os.path.join(tempfile.mkdtemp(), "x"), "humanoid_mocap")
+    with self.assertRaisesRegex(DataError, "did not generate the dataset"):
+      trainer.wait_for_data(config, timeout_s=0.1, poll_s=0.02)
+
+  def test_missing_data_without_synthesis_fails_at_once(self):
+    from copart_tf.errors import ConfigError
+    from copart_tf.training import trainer
+
+    config = self._config(os.path.join(tempfile.mkdtemp(), "x"), "")
+    with self.assertRaisesRegex(ConfigError, "no such dataset"):
+      trainer.wait_for_data(config, timeout_s=30)
+
+
 if __name__ == "__main__":
   absltest.main()

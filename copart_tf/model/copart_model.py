@@ -122,6 +122,11 @@ class CoPartModel(keras.Model):
       concentration (bounds the gradients of vanishing parts; see `losses.moments`).
     initial_spread: radius of the disc the initial part centres are spread over (0 = all at the
       image centre, the reference's zero initialisation; see `transform_head.sunflower`).
+    background_depth_offset: constant added to the background's depth logit (0 = the paper).
+      With a positive offset the masks start on the background (M_0 = e^o / (e^o + K) at
+      initialisation), so training begins as a plain autoencoder through the background layer
+      instead of an average of K+1 unrelated part images; parts must out-bid it where the
+      background cannot explain the target. An experiment (docs/EXPERIMENTS.md).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -141,6 +146,7 @@ class CoPartModel(keras.Model):
     background_warmup_steps=0,
     masks_follow_poses=False,
     mass_epsilon=1.0,
+    background_depth_offset=0.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -170,6 +176,7 @@ class CoPartModel(keras.Model):
     self.background_warmup_steps = int(background_warmup_steps)
     self.masks_follow_poses = bool(masks_follow_poses)
     self.mass_epsilon = float(mass_epsilon)
+    self.background_depth_offset = float(background_depth_offset)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -210,6 +217,7 @@ class CoPartModel(keras.Model):
       "background_warmup_steps": self.background_warmup_steps,
       "masks_follow_poses": self.masks_follow_poses,
       "mass_epsilon": self.mass_epsilon,
+      "background_depth_offset": self.background_depth_offset,
       **self.loss_weights,
     }
 
@@ -299,6 +307,7 @@ class CoPartModel(keras.Model):
     part_images, depth = self._decode(latents)
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
+    bg_depth += self.background_depth_offset
     fg_depth += _log_coverage(coverage, self.image_size)
     part_images = tf.concat([bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2)
     depth = tf.concat([bg_depth, _from_parts(fg_depth, batch, k)[..., 0]], axis=-1)
@@ -355,6 +364,7 @@ class CoPartModel(keras.Model):
     part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0))
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
+    bg_depth += self.background_depth_offset
     fg_depth += _log_coverage(coverage, self.image_size)
     return {
       "part_images": tf.concat(
@@ -408,6 +418,7 @@ class CoPartModel(keras.Model):
     # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
     bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)
     bg_depth, parts_depth = tf.split(depth, [batch, 3 * n], axis=0)
+    bg_depth += self.background_depth_offset
     parts_depth += _log_coverage(coverage, self.image_size)
     src_img, tgt_img, _ = tf.split(parts_img, 3, axis=0)
     src_depth, tgt_depth, can_depth = tf.split(parts_depth, 3, axis=0)

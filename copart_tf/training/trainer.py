@@ -100,6 +100,27 @@ def ensure_data(config):
   logging.info("synthetic dataset ready: %s", summary.get("out_dir", config.data_dir))
 
 
+def wait_for_data(config, timeout_s=6 * 3600, poll_s=10.0):
+  """On a non-chief worker: waits while the chief generates the synthetic dataset.
+
+  The generator writes into a temporary folder and renames it when complete, so the dataset
+  appears all at once. Without `--synthesize_if_missing` a missing dataset is an error at once.
+  """
+  train_dir = os.path.join(config.data_dir, "train")
+  if os.path.isdir(train_dir) or not config.synthesize_if_missing:
+    return ensure_data(config)  # present, or the same error as on the chief
+  logging.info("waiting for the chief worker to generate %s", config.data_dir)
+  deadline = time.monotonic() + timeout_s
+  while not os.path.isdir(train_dir):
+    if time.monotonic() > deadline:
+      raise DataError(
+        f"--data_dir={config.data_dir}: the chief worker did not generate the dataset within "
+        f"{timeout_s / 3600:.1f} h (is --data_dir on storage shared by all workers?)"
+      )
+    time.sleep(poll_s)
+  return None
+
+
 def learning_rate_schedule(config):
   """Constant (the reference), with optional linear warm-up and cosine decay to 0.
 
@@ -251,6 +272,8 @@ def train(config, stop_after_steps=None):
   _check_model_dir_writable(config.model_dir)
   if chief:
     ensure_data(config)
+  else:
+    wait_for_data(config)
   config_path = os.path.join(config.model_dir, CONFIG_FILE)
   if os.path.exists(config_path):
     config_lib.check_compatible(
