@@ -80,6 +80,11 @@ BACKGROUND_DEPTH_OFFSET = flags.DEFINE_float(
   _D.background_depth_offset,
   "Added to the background depth logit (0 = reference; > 0 starts with masks on the background).",
 )
+AUXILIARY_WARMUP = flags.DEFINE_integer(
+  "auxiliary_warmup_steps",
+  _D.auxiliary_warmup_steps,
+  "Ramp every non-reconstruction loss from 0 over this many steps (0 = reference).",
+)
 BACKGROUND_ON = flags.DEFINE_string(
   "background_on", _D.background_on, "Background loss on retarget masks, or both."
 )

@@ -218,6 +218,29 @@ class TrainingTest(tf.test.TestCase):
     self.assertGreater(before["rec_target"] / after["rec_target"], 5.0)
     self.assertTrue(all(np.isfinite(v) for v in after.values()))
 
+  def test_auxiliary_warmup_ramps_every_non_reconstruction_term(self):
+    model = _model(num_parts=2, size=32, auxiliary_warmup_steps=10)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.optimizer.build(model.trainable_variables)
+    source, target = tf.constant(_scene(0)[None]), tf.constant(_scene(4)[None])
+    warp = tf.constant(_warp(1))
+    outputs = model.forward_pair(source, target, warp)
+    w = model.loss_weights
+
+    def totals():
+      terms = model.compute_losses(source, target, warp, outputs)
+      reconstruction = w["target_rec"] * terms["rec_target"] + w["source_rec"] * terms["rec_source"]
+      return float(terms["total"]), float(reconstruction)
+
+    total, reconstruction = totals()  # step 0: reconstruction only
+    self.assertAllClose(total, reconstruction, rtol=1e-6)
+    model.optimizer.iterations.assign(5)  # half-way: half of the auxiliary terms
+    half, _ = totals()
+    model.optimizer.iterations.assign(20)  # past the ramp: everything
+    full, _ = totals()
+    self.assertGreater(full, reconstruction)
+    self.assertAllClose(half - reconstruction, 0.5 * (full - reconstruction), rtol=1e-5)
+
   @staticmethod
   def _assert_finite(test, values, what):
     for name, value in values:

@@ -127,6 +127,10 @@ class CoPartModel(keras.Model):
       initialisation), so training begins as a plain autoencoder through the background layer
       instead of an average of K+1 unrelated part images; parts must out-bid it where the
       background cannot explain the target. An experiment (docs/EXPERIMENTS.md).
+    auxiliary_warmup_steps: ramp every term except reconstruction (background, translation,
+      rotation/scale, equivariance, concentrations) linearly from 0 over this many steps (0 = the
+      paper): a reconstruction-only start, so the structural terms act on parts that already
+      carry image content. An experiment (docs/EXPERIMENTS.md).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -147,6 +151,7 @@ class CoPartModel(keras.Model):
     masks_follow_poses=False,
     mass_epsilon=1.0,
     background_depth_offset=0.0,
+    auxiliary_warmup_steps=0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -177,6 +182,7 @@ class CoPartModel(keras.Model):
     self.masks_follow_poses = bool(masks_follow_poses)
     self.mass_epsilon = float(mass_epsilon)
     self.background_depth_offset = float(background_depth_offset)
+    self.auxiliary_warmup_steps = int(auxiliary_warmup_steps)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -218,6 +224,7 @@ class CoPartModel(keras.Model):
       "masks_follow_poses": self.masks_follow_poses,
       "mass_epsilon": self.mass_epsilon,
       "background_depth_offset": self.background_depth_offset,
+      "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
       **self.loss_weights,
     }
 
@@ -501,16 +508,18 @@ class CoPartModel(keras.Model):
       outputs["source_masks"][..., 1:], eps
     ) + concentration_lib.concentration_loss(fg_target, eps)
     canonical = concentration_lib.canonical_concentration_loss(outputs["canonical_masks"], eps)
-    total = (
-      w["target_rec"] * rec_target
-      + w["source_rec"] * rec_source
-      + background
+    auxiliary = (
+      background
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
       + w["equivariance"] * equivariance
       + w["concentration"] * concentration
       + w["canonical_concentration"] * canonical
     )
+    if self.auxiliary_warmup_steps > 0 and self.optimizer is not None:
+      ramp = tf.cast(self.optimizer.iterations, auxiliary.dtype) / self.auxiliary_warmup_steps
+      auxiliary *= tf.minimum(ramp, 1.0)
+    total = w["target_rec"] * rec_target + w["source_rec"] * rec_source + auxiliary
     zero = tf.zeros([], total.dtype)
     return {
       "total": total,

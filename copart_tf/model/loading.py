@@ -64,6 +64,7 @@ def model_from_run_config(config, part_names=None):
     background_warmup_steps=config.get("background_warmup_steps", 0),
     masks_follow_poses=config.get("masks_follow_poses", False),
     background_depth_offset=config.get("background_depth_offset", 0.0),
+    auxiliary_warmup_steps=config.get("auxiliary_warmup_steps", 0),
     perceptual_loss="none",  # inference only: the loss is never evaluated
     part_names=part_names,
     **weights,

@@ -35,6 +35,7 @@ class TrainConfig:
   background_warmup_steps: int = 0
   masks_follow_poses: bool = False
   background_depth_offset: float = 0.0
+  auxiliary_warmup_steps: int = 0
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -102,6 +103,7 @@ class TrainConfig:
       "background_warmup_steps": self.background_warmup_steps,
       "masks_follow_poses": self.masks_follow_poses,
       "background_depth_offset": self.background_depth_offset,
+      "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
