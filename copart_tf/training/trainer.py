@@ -54,10 +54,16 @@ def _check_model_dir_writable(model_dir):
     raise ConfigError(f"--model_dir={model_dir}: not writable ({error.strerror})") from None
 
 
+def _dataset_present(data_dir):
+  """A train/ folder, or any non-empty folder (videos split 80/20 at load time)."""
+  train_dir = os.path.join(data_dir, "train")
+  return os.path.isdir(data_dir) and (os.path.isdir(train_dir) or bool(os.listdir(data_dir)))
+
+
 def ensure_data(config):
   """Generates the synthetic dataset when `--synthesize_if_missing` is set and data is absent."""
   train_dir = os.path.join(config.data_dir, "train")
-  if os.path.isdir(config.data_dir) and (os.path.isdir(train_dir) or os.listdir(config.data_dir)):
+  if _dataset_present(config.data_dir):
     return
   if not config.synthesize_if_missing:
     raise ConfigError(
@@ -106,12 +112,11 @@ def wait_for_data(config, timeout_s=6 * 3600, poll_s=10.0):
   The generator writes into a temporary folder and renames it when complete, so the dataset
   appears all at once. Without `--synthesize_if_missing` a missing dataset is an error at once.
   """
-  train_dir = os.path.join(config.data_dir, "train")
-  if os.path.isdir(train_dir) or not config.synthesize_if_missing:
+  if _dataset_present(config.data_dir) or not config.synthesize_if_missing:
     return ensure_data(config)  # present, or the same error as on the chief
   logging.info("waiting for the chief worker to generate %s", config.data_dir)
   deadline = time.monotonic() + timeout_s
-  while not os.path.isdir(train_dir):
+  while not _dataset_present(config.data_dir):
     if time.monotonic() > deadline:
       raise DataError(
         f"--data_dir={config.data_dir}: the chief worker did not generate the dataset within "
