@@ -29,26 +29,15 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 
-def _status_kb(field):
-  """A ``Vm*`` field of /proc/self/status in KiB (None where /proc is missing)."""
-  try:
-    with open("/proc/self/status") as f:
-      for line in f:
-        if line.startswith(field + ":"):
-          return int(line.split()[1])
-  except OSError:
-    return None
-  return None
-
-
 def child(args):
   """Segments one video and prints a JSON line (runs in its own process)."""
   from copart_tf.apps import segmentation
+  from copart_tf.benchmarking import machine
   from copart_tf.inference import Segmenter
 
   t0 = time.time()
   segmenter = Segmenter.load(args.model, batch_size=args.batch_size)
-  rss_after_load = _status_kb("VmRSS")
+  rss_after_load_mb = machine.current_rss_mb()
   load_seconds = time.time() - t0
   options = segmentation.SegmentOptions(
     axes=True, batch_size=args.batch_size, show_progress=False, gif=args.gif
@@ -59,9 +48,9 @@ def child(args):
     json.dumps(
       {
         "frames": result["num_frames"],
-        "peak_rss_mb": round(_status_kb("VmHWM") / 1024, 1),
+        "peak_rss_mb": machine.peak_rss_mb(),
         "ru_maxrss_mb": round(self_usage.ru_maxrss / 1024, 1),
-        "rss_after_model_load_mb": round(rss_after_load / 1024, 1),
+        "rss_after_model_load_mb": rss_after_load_mb,
         "model_load_seconds": round(load_seconds, 2),
         "segment_seconds": round(result["seconds"], 2),
         "frames_per_second": round(result["frames_per_second"], 1),

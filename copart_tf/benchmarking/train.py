@@ -5,7 +5,6 @@ import math
 import tensorflow as tf
 
 from copart_tf.benchmarking import harness, machine, stats
-from copart_tf.model import copart_model as model_lib
 from copart_tf.ops import affine as affine_lib
 from copart_tf.ops import warp as warp_lib
 
@@ -22,24 +21,14 @@ WARP_METHOD = (
 )
 
 
-def _warp_section(model, compose):
+def _warp_section(model):
   """The warp ops of `CoPartModel.forward_pair`, for an isolated forward + backward timing."""
 
   def section(target, warp_affines, maps, source_affines, target_affines, cotangent):
     with tf.GradientTape() as tape:
       tape.watch([maps, source_affines, target_affines])
       warped_image = warp_lib.warp_affine(target, warp_affines, padding="border")
-      fg = model_lib._with_coverage(model_lib._to_parts(maps[..., 1:, :]))
-      canonical = model._warp_parts(fg, source_affines)
-      if compose:
-        source_rec = fg
-        retarget = model._warp_parts(
-          fg, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
-        )
-      else:
-        source_rec = model._warp_parts(canonical, affine_lib.invert(source_affines))
-        retarget = model._warp_parts(canonical, affine_lib.invert(target_affines))
-      warped = tf.concat([source_rec, retarget, canonical], axis=0)
+      warped = model._training_warps(maps, source_affines, target_affines)
       loss = tf.reduce_sum(warped * cotangent)
     grads = tape.gradient(loss, [maps, source_affines, target_affines])
     return [tf.reduce_sum(warped_image)] + [tf.reduce_sum(g) for g in grads]
@@ -133,7 +122,7 @@ def measure_train(model, config, flops, peak_gflops):
     else:
       out["perceptual"] = {"loss": "none", "perceptual_ms": 0.0, "fraction_of_step": 0.0}
 
-    warp_fn = tf.function(_warp_section(model, model.compose_warps), jit_compile=jit)
+    warp_fn = tf.function(_warp_section(model), jit_compile=jit)
     warp_args = _warp_inputs(model, config)
     warp = stats.time_calls(
       lambda: [t.numpy() for t in warp_fn(*warp_args)], config.steps, config.warmup

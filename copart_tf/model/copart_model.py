@@ -382,6 +382,28 @@ class CoPartModel(keras.Model):
 
   # ---------------------------------------------------------------- training
 
+  def _training_warps(self, maps, source_affines, target_affines):
+    """The foreground latents one training step decodes, with their coverage channel.
+
+    Args:
+      maps: part maps `[B, h, w, K+1, C_lat]` of the source.
+      source_affines, target_affines: `[B, K, 2, 3]`.
+
+    Returns:
+      `[3*B*K, h, w, C_lat+1]`: source reconstruction, retargeted, canonical (in that order).
+    """
+    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
+    canonical = self._warp_parts(fg, source_affines)  # V*(c) = V^s(T^s c)
+    if self.compose_warps:
+      source_rec = fg
+      retarget = self._warp_parts(
+        fg, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
+      )
+    else:
+      source_rec = self._warp_parts(canonical, affine_lib.invert(source_affines))
+      retarget = self._warp_parts(canonical, affine_lib.invert(target_affines))
+    return tf.concat([source_rec, retarget, canonical], axis=0)
+
   def forward_pair(self, source, target, warp_affines):
     """Everything one training step needs (DESIGN.md §4).
 
@@ -404,20 +426,9 @@ class CoPartModel(keras.Model):
     warped_affines = poses["affines"][2 * batch :]
     maps = self.part_map_head(features[:batch])
 
-    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
-    canonical = self._warp_parts(fg, source_affines)  # V*(c) = V^s(T^s c)
-    if self.compose_warps:
-      source_rec = fg
-      retarget = self._warp_parts(
-        fg, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
-      )
-    else:
-      source_rec = self._warp_parts(canonical, affine_lib.invert(source_affines))
-      retarget = self._warp_parts(canonical, affine_lib.invert(target_affines))
-
     # One decoder call: background once (never warped, shared by both assemblies), then the
     # source-reconstruction, retargeted and canonical part maps.
-    warped = tf.concat([source_rec, retarget, canonical], axis=0)
+    warped = self._training_warps(maps, source_affines, target_affines)
     warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], warped], axis=0)
     part_images, depth = self._decode(latents)
