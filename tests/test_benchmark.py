@@ -34,9 +34,9 @@ TINY_FLAGS = [
 TIMING_KEYS = {"n", "median", "p10", "p90", "mean", "min", "max", "first_call_s"}
 
 
-def run_cli(*flags):
-  """Runs the benchmark CLI; returns (parsed JSON of stdout, stderr)."""
-  proc = subprocess.run(
+def run_process(*flags):
+  """Runs the benchmark CLI to completion; returns the CompletedProcess (any exit status)."""
+  return subprocess.run(
     [sys.executable, "-m", "copart_tf.benchmark", *flags],
     cwd=ROOT,
     env=CHILD_ENV,
@@ -45,6 +45,11 @@ def run_cli(*flags):
     timeout=TIMEOUT,
     check=False,
   )
+
+
+def run_cli(*flags):
+  """Runs the benchmark CLI; returns (parsed JSON of stdout, stderr)."""
+  proc = run_process(*flags)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(proc.stdout), proc.stderr
 
@@ -113,15 +118,7 @@ class CliTest(tf.test.TestCase):
     self.assertIn("inference_speedup_batch1", result["comparison"])
 
   def test_bad_flag(self):
-    proc = subprocess.run(
-      [sys.executable, "-m", "copart_tf.benchmark", "--preset=tiny", "--batch=0"],
-      cwd=ROOT,
-      env=CHILD_ENV,
-      capture_output=True,
-      text=True,
-      timeout=TIMEOUT,
-      check=False,
-    )
+    proc = run_process("--preset=tiny", "--batch=0")
     self.assertEqual(proc.returncode, 2)
     self.assertIn("error: --batch=0", proc.stderr)
 
