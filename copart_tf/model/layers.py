@@ -8,9 +8,16 @@ silently kept random weights for them. `add_sublayers` / `sublayers` keep the li
 
 import keras
 
+from copart_tf.ops import conv as conv_lib
+
 
 class ConvNormAct(keras.layers.Layer):
   """3x3 conv -> GroupNorm (optional) -> ReLU.
+
+  The `keras.layers.Conv2D` sublayer holds the weights; `call` convolves with
+  `copart_tf.ops.conv`, whose filter gradient runs as matmuls (2-4x faster than the stock
+  gradient on CPU, measured) and which can fuse a preceding nearest x2 upsampling
+  (`call(x, upsample=True)`, 2.25x fewer FLOPs than upsampling first).
 
   GroupNorm instead of BatchNorm: parts are folded into the batch for the decoder and the three
   encoder passes share one batch, so batch statistics would mix unrelated maps; GroupNorm also
@@ -41,8 +48,16 @@ class ConvNormAct(keras.layers.Layer):
       self.norm.build(self.conv.compute_output_shape(input_shape))
     self.built = True
 
-  def call(self, x):
-    x = self.conv(x)
+  def call(self, x, upsample=False):
+    """Args: x `[N, H, W, C_in]`; upsample: nearest x2 before the conv. Returns `[N, H', W', C]`."""
+    kernel = keras.ops.cast(self.conv.kernel, x.dtype)
+    bias = None if self.conv.bias is None else keras.ops.cast(self.conv.bias, x.dtype)
+    if upsample:
+      if self.conv.strides != (1, 1):
+        raise ValueError(f"{self.name}: upsample=True needs a stride-1 conv")
+      x = conv_lib.upsample_conv2d(x, kernel, bias)
+    else:
+      x = conv_lib.conv2d(x, kernel, bias, strides=self.conv.strides[0], padding="SAME")
     if self.norm is not None:
       x = self.norm(x)
     return keras.ops.relu(x)

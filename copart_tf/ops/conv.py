@@ -1,0 +1,195 @@
+"""2-D convolutions with a fast filter gradient, and nearest-upsample + conv without the upsampling.
+
+Why (issue 9, measured on the 2-core AVX2 machine with TF 2.21 + oneDNN): the filter gradient
+TensorFlow registers for Conv2D (`_MklNativeConv2DBackpropFilter`) ran at 21-52 GFLOP/s on our
+shapes while the forward conv and the input gradient ran at 90-140: it was 60 % of the paper
+preset's training step. The filter gradient is a sum over taps of `patch^T @ out_grad`, i.e.
+k*k matmuls of `[N*Ho*Wo, C_in]^T x [N*Ho*Wo, C_out]`, which TensorFlow's matmul runs at ~100-120
+GFLOP/s on the same shapes (benchmarks/conv_gradients.py prints the comparison). `conv2d` keeps the
+forward and the input gradient of the stock op and computes the filter gradient that way.
+
+`upsample_conv2d` is `conv2d(nearest_upsample_x2(x), kernel_3x3, "SAME")` computed exactly at the
+low resolution: each of the 4 output phases (row parity, column parity) of a 3x3 conv over a
+nearest-upsampled map reads only a 2x2 window of the low-resolution map, with the 3x3 taps summed
+into 2x2 ones. That is 16 instead of 36 multiply-adds per output pixel and channel (2.25x fewer),
+and the upsampled map and the gradient of the upsampling (a large `Sum`) disappear. Same weights,
+same result up to float rounding (tests/test_conv.py).
+"""
+
+import tensorflow as tf
+
+
+def _same_padding(size, kernel, stride):
+  """TensorFlow's "SAME" padding (before, after) along one axis."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def _filter_gradient(inputs, out_grad, kernel_shape, stride, padding):
+  """dL/dkernel of a conv: one `window^T @ other` matmul per tap.
+
+  For each tap (dy, dx) the kernel gradient is `patch(dy, dx)^T @ out_grad` summed over batch and
+  positions. The windows are copies, so for stride 1 we shift whichever of the input and the
+  output gradient has fewer channels (the same sums, re-indexed).
+
+  Args:
+    inputs: `[N, H, W, C_in]`.
+    out_grad: `[N, Ho, Wo, C_out]`.
+    kernel_shape: static `(kh, kw, C_in, C_out)`.
+    stride: int.
+    padding: "SAME" or "VALID".
+
+  Returns:
+    `[kh, kw, C_in, C_out]`.
+  """
+  kh, kw, c_in, c_out = kernel_shape
+  shape = tf.shape(inputs)
+  if padding == "SAME":
+    if inputs.shape[1] is None or inputs.shape[2] is None:
+      pad_h = _same_padding_dynamic(shape[1], kh, stride)
+      pad_w = _same_padding_dynamic(shape[2], kw, stride)
+    else:
+      pad_h = _same_padding(inputs.shape[1], kh, stride)
+      pad_w = _same_padding(inputs.shape[2], kw, stride)
+  else:
+    pad_h = pad_w = (0, 0)
+  grad_shape = tf.shape(out_grad)
+  out_h, out_w = grad_shape[1], grad_shape[2]
+  taps = []
+  if stride == 1 and c_out < c_in:
+    # dW[d] = sum_i x[i]^T g[i - d + pad_before]: windows of the output gradient padded to
+    # (kernel - 1 - pad_before, H - Ho + pad_before), so window k - 1 - d lines up with x.
+    height, width = shape[1], shape[2]
+    padded = tf.pad(
+      out_grad,
+      [
+        [0, 0],
+        [kh - 1 - pad_h[0], height - out_h + pad_h[0]],
+        [kw - 1 - pad_w[0], width - out_w + pad_w[0]],
+        [0, 0],
+      ],
+    )
+    flat_inputs = tf.reshape(inputs, [-1, c_in])
+    for dy in range(kh):
+      for dx in range(kw):
+        window = tf.slice(padded, [0, kh - 1 - dy, kw - 1 - dx, 0], [-1, height, width, -1])
+        taps.append(tf.matmul(flat_inputs, tf.reshape(window, [-1, c_out]), transpose_a=True))
+  else:
+    padded = tf.pad(inputs, [[0, 0], pad_h, pad_w, [0, 0]])
+    flat_grad = tf.reshape(out_grad, [-1, c_out])
+    for dy in range(kh):
+      for dx in range(kw):
+        window = tf.strided_slice(
+          padded,
+          [0, dy, dx, 0],
+          [shape[0], dy + (out_h - 1) * stride + 1, dx + (out_w - 1) * stride + 1, c_in],
+          [1, stride, stride, 1],
+        )
+        taps.append(tf.matmul(tf.reshape(window, [-1, c_in]), flat_grad, transpose_a=True))
+  return tf.reshape(tf.stack(taps), [kh, kw, c_in, c_out])
+
+
+def _same_padding_dynamic(size, kernel, stride):
+  out = (size + stride - 1) // stride
+  total = tf.maximum((out - 1) * stride + kernel - size, 0)
+  return tf.stack([total // 2, total - total // 2])
+
+
+def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME"):
+  """`tf.nn.conv2d` (+ bias) whose filter gradient runs as matmuls (see the module docstring).
+
+  Args:
+    inputs: `[N, H, W, C_in]`.
+    kernel: `[kh, kw, C_in, C_out]` with a static shape.
+    bias: optional `[C_out]`.
+    strides: int, the same along both axes.
+    padding: "SAME" or "VALID".
+
+  Returns:
+    `[N, Ho, Wo, C_out]`.
+  """
+  kernel_shape = tuple(kernel.shape)
+  if None in kernel_shape or len(kernel_shape) != 4:
+    raise ValueError(f"conv2d needs a kernel with a static 4-D shape, got {kernel.shape}")
+  if padding not in ("SAME", "VALID"):
+    raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+
+  @tf.custom_gradient
+  def convolve(x, w):
+    y = tf.nn.conv2d(x, w, strides, padding)
+
+    def grad(dy):
+      dx = tf.raw_ops.Conv2DBackpropInput(
+        input_sizes=tf.shape(x),
+        filter=w,
+        out_backprop=dy,
+        strides=[1, strides, strides, 1],
+        padding=padding,
+      )
+      dw = _filter_gradient(x, dy, kernel_shape, strides, padding)
+      return dx, tf.cast(dw, w.dtype)
+
+    return y, grad
+
+  outputs = convolve(inputs, kernel)
+  if bias is not None:
+    outputs = tf.nn.bias_add(outputs, bias)
+  return outputs
+
+
+def _fold_taps(kernel, axis, phase):
+  """Folds the 3 taps of `kernel` along `axis` into the 2 taps output phase `phase` reads.
+
+  Phase 0 (even output rows/columns) reads low-resolution positions (i - 1, i) with taps
+  (0 | 1 + 2); phase 1 reads (i, i + 1) with taps (0 + 1 | 2).
+  """
+  first, middle, last = tf.unstack(kernel, 3, axis=axis)
+  folded = (first, middle + last) if phase == 0 else (first + middle, last)
+  return tf.stack(folded, axis=axis)
+
+
+def upsample_kernels(kernel):
+  """The four 2x2 phase kernels of a 3x3 kernel applied after nearest x2 upsampling.
+
+  Sums of taps rather than an einsum with 0/1 matrices: the einsum's gradient ran as a slow
+  `_MklEinsum` (measured 0.17 s per paper-preset step).
+
+  Args:
+    kernel: `[3, 3, C_in, C_out]`.
+
+  Returns:
+    list of 4 `[2, 2, C_in, C_out]` kernels, phases (0, 0), (0, 1), (1, 0), (1, 1) as
+    (row parity, column parity), the order `tf.nn.depth_to_space` expects.
+  """
+  kernels = []
+  for row_phase in range(2):
+    rows = _fold_taps(kernel, 0, row_phase)
+    for col_phase in range(2):
+      kernels.append(_fold_taps(rows, 1, col_phase))
+  return kernels
+
+
+def upsample_conv2d(inputs, kernel, bias=None):
+  """Exactly `conv2d(nearest_upsample_x2(inputs), kernel, "SAME") + bias`, at low resolution.
+
+  Args:
+    inputs: `[N, h, w, C_in]`.
+    kernel: `[3, 3, C_in, C_out]`.
+    bias: optional `[C_out]`.
+
+  Returns:
+    `[N, 2h, 2w, C_out]`.
+  """
+  if tuple(kernel.shape[:2]) != (3, 3):
+    raise ValueError(f"upsample_conv2d needs a 3x3 kernel, got {kernel.shape}")
+  phases = []
+  for index, phase_kernel in enumerate(upsample_kernels(kernel)):
+    row_phase, col_phase = divmod(index, 2)
+    # Phase p of an output row reads low-resolution rows (i - 1 + p, i + p): pad one row on the
+    # side the window leaves the map.
+    padded = tf.pad(
+      inputs, [[0, 0], [1 - row_phase, row_phase], [1 - col_phase, col_phase], [0, 0]]
+    )
+    phases.append(conv2d(padded, phase_kernel, bias, padding="VALID"))
+  return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)
