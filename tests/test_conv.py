@@ -42,10 +42,14 @@ class Conv2dTest(tf.test.TestCase, parameterized.TestCase):
       return tf.nn.bias_add(tf.nn.conv2d(x, w, stride, padding), b)
 
     def ours(x, w, b):
+      # Forced: "auto" keeps the stock gradient for channel counts this small.
+      return conv_lib.conv2d(x, w, b, strides=stride, padding=padding, filter_gradient="matmul")
+
+    def auto(x, w, b):
       return conv_lib.conv2d(x, w, b, strides=stride, padding=padding)
 
     expected = _values_and_gradients(reference, x, w, b)
-    for fn in (ours, tf.function(ours), tf.function(ours, jit_compile=True)):
+    for fn in (ours, tf.function(ours), tf.function(ours, jit_compile=True), auto):
       for got, want in zip(_values_and_gradients(fn, x, w, b), expected, strict=True):
         self.assertAllClose(got, want, rtol=1e-4, atol=1e-4)
 
@@ -57,7 +61,7 @@ class Conv2dTest(tf.test.TestCase, parameterized.TestCase):
     def kernel_gradient(x):
       with tf.GradientTape() as tape:
         tape.watch(w)
-        loss = tf.reduce_sum(conv_lib.conv2d(x, w, strides=2) ** 2)
+        loss = tf.reduce_sum(conv_lib.conv2d(x, w, strides=2, filter_gradient="matmul") ** 2)
       return tape.gradient(loss, w)
 
     x = tf.constant(rng.normal(size=(1, 7, 6, 4)), tf.float32)
@@ -70,8 +74,18 @@ class Conv2dTest(tf.test.TestCase, parameterized.TestCase):
     x = tf.zeros([1, 4, 4, 2])
     with self.assertRaisesRegex(ValueError, "padding"):
       conv_lib.conv2d(x, tf.zeros([3, 3, 2, 2]), padding="same")
+    with self.assertRaisesRegex(ValueError, "filter_gradient"):
+      conv_lib.conv2d(x, tf.zeros([3, 3, 2, 2]), filter_gradient="fast")
     with self.assertRaisesRegex(ValueError, "3x3"):
       conv_lib.upsample_conv2d(x, tf.zeros([2, 2, 2, 2]))
+
+  def test_matmul_gradient_only_for_wide_convs(self):
+    self.assertFalse(conv_lib.matmul_gradient_pays(3, 64, 1))  # thin input
+    self.assertFalse(conv_lib.matmul_gradient_pays(10, 256, 1))
+    self.assertTrue(conv_lib.matmul_gradient_pays(64, 64, 1))
+    self.assertTrue(conv_lib.matmul_gradient_pays(1536, 512, 1))
+    self.assertFalse(conv_lib.matmul_gradient_pays(64, 256, 2))  # strided copies of the input
+    self.assertTrue(conv_lib.matmul_gradient_pays(256, 512, 2))
 
 
 class UpsampleConv2dTest(tf.test.TestCase, parameterized.TestCase):
@@ -87,8 +101,16 @@ class UpsampleConv2dTest(tf.test.TestCase, parameterized.TestCase):
 
     expected = _values_and_gradients(reference, x, w, b)
     self.assertEqual(expected[0].shape, (2, 2 * height, 2 * width, c_out))
-    fn = conv_lib.upsample_conv2d
-    for variant in (fn, tf.function(fn), tf.function(fn, jit_compile=True)):
+
+    def fn(x, w, b):
+      return conv_lib.upsample_conv2d(x, w, b, filter_gradient="matmul")
+
+    for variant in (
+      fn,
+      tf.function(fn),
+      tf.function(fn, jit_compile=True),
+      conv_lib.upsample_conv2d,
+    ):
       for got, want in zip(_values_and_gradients(variant, x, w, b), expected, strict=True):
         self.assertAllClose(got, want, rtol=1e-4, atol=1e-4)
 

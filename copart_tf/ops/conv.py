@@ -6,7 +6,8 @@ shapes while the forward conv and the input gradient ran at 90-140: it was 60 % 
 preset's training step. The filter gradient is a sum over taps of `patch^T @ out_grad`, i.e.
 k*k matmuls of `[N*Ho*Wo, C_in]^T x [N*Ho*Wo, C_out]`, which TensorFlow's matmul runs at ~100-120
 GFLOP/s on the same shapes (benchmarks/conv_gradients.py prints the comparison). `conv2d` keeps the
-forward and the input gradient of the stock op and computes the filter gradient that way.
+forward and the input gradient of the stock op and computes the filter gradient that way where it
+pays (`matmul_gradient_pays`: wide convs; thin and most stride-2 convs keep the stock gradient).
 
 `upsample_conv2d` is `conv2d(nearest_upsample_x2(x), kernel_3x3, "SAME")` computed exactly at the
 low resolution: each of the 4 output phases (row parity, column parity) of a 3x3 conv over a
@@ -96,8 +97,27 @@ def _same_padding_dynamic(size, kernel, stride):
   return tf.stack([total // 2, total - total // 2])
 
 
-def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME"):
-  """`tf.nn.conv2d` (+ bias) whose filter gradient runs as matmuls (see the module docstring).
+def matmul_gradient_pays(c_in, c_out, stride):
+  """Whether the per-tap matmul filter gradient beats the stock one for these channel counts.
+
+  Each tap copies a window of one side (input, or output gradient for stride 1 when it has fewer
+  channels) and multiplies it by the other, so the copy is amortised over the other side's
+  channel count; stride-2 windows are strided copies of the whole input. Measured on the 2-core
+  AVX2 machine (benchmarks/conv_gradients.py and the small preset's shapes): the matmuls won
+  1.2-2.1x for stride 1 with both sides >= 64 channels, and for stride 2 only from 512 output
+  channels (1.34x at 256 -> 512); thin convs (3 -> 16, 8 -> 32, 10 -> 256) and stride-2 convs
+  up to 256 output channels were 5-70 % slower than the stock kernel.
+  """
+  if min(c_in, c_out) < 32:
+    return False
+  if stride == 1:
+    other_side = c_in if c_out < c_in else c_out
+    return other_side >= 64
+  return c_out >= 512
+
+
+def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME", filter_gradient="auto"):
+  """`tf.nn.conv2d` (+ bias) whose filter gradient can run as matmuls (see the module docstring).
 
   Args:
     inputs: `[N, H, W, C_in]`.
@@ -105,6 +125,8 @@ def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME"):
     bias: optional `[C_out]`.
     strides: int, the same along both axes.
     padding: "SAME" or "VALID".
+    filter_gradient: "matmul" (per-tap matmuls), "stock" (TensorFlow's registered gradient) or
+      "auto" (`matmul_gradient_pays`).
 
   Returns:
     `[N, Ho, Wo, C_out]`.
@@ -114,6 +136,15 @@ def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME"):
     raise ValueError(f"conv2d needs a kernel with a static 4-D shape, got {kernel.shape}")
   if padding not in ("SAME", "VALID"):
     raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
+  if filter_gradient not in ("auto", "matmul", "stock"):
+    raise ValueError(f"filter_gradient must be auto, matmul or stock, got {filter_gradient!r}")
+  if filter_gradient == "auto":
+    use_matmul = matmul_gradient_pays(kernel_shape[2], kernel_shape[3], strides)
+  else:
+    use_matmul = filter_gradient == "matmul"
+  if not use_matmul:
+    outputs = tf.nn.conv2d(inputs, kernel, strides, padding)
+    return outputs if bias is None else tf.nn.bias_add(outputs, bias)
 
   @tf.custom_gradient
   def convolve(x, w):
@@ -170,13 +201,14 @@ def upsample_kernels(kernel):
   return kernels
 
 
-def upsample_conv2d(inputs, kernel, bias=None):
+def upsample_conv2d(inputs, kernel, bias=None, filter_gradient="auto"):
   """Exactly `conv2d(nearest_upsample_x2(inputs), kernel, "SAME") + bias`, at low resolution.
 
   Args:
     inputs: `[N, h, w, C_in]`.
     kernel: `[3, 3, C_in, C_out]`.
     bias: optional `[C_out]`.
+    filter_gradient: of the four 2x2 phase convs, as in `conv2d`.
 
   Returns:
     `[N, 2h, 2w, C_out]`.
@@ -191,5 +223,7 @@ def upsample_conv2d(inputs, kernel, bias=None):
     padded = tf.pad(
       inputs, [[0, 0], [1 - row_phase, row_phase], [1 - col_phase, col_phase], [0, 0]]
     )
-    phases.append(conv2d(padded, phase_kernel, bias, padding="VALID"))
+    phases.append(
+      conv2d(padded, phase_kernel, bias, padding="VALID", filter_gradient=filter_gradient)
+    )
   return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)
