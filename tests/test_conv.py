@@ -88,6 +88,31 @@ class Conv2dTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(conv_lib.matmul_gradient_pays(256, 512, 2))
 
 
+class WinogradTest(tf.test.TestCase, parameterized.TestCase):
+  @parameterized.parameters((4, 4, 3, 2), (8, 6, 5, 7), (2, 10, 4, 4))
+  def test_matches_tf_nn_conv2d(self, height, width, c_in, c_out):
+    rng = np.random.default_rng(3)
+    x = tf.constant(rng.normal(size=(2, height, width, c_in)), tf.float32)
+    w = tf.constant(rng.normal(size=(3, 3, c_in, c_out)), tf.float32)
+    b = tf.constant(rng.normal(size=(c_out,)), tf.float32)
+
+    def reference(x, w, b):
+      return tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b)
+
+    expected = _values_and_gradients(reference, x, w, b)
+    fn = conv_lib.winograd_conv2d
+    for variant in (fn, tf.function(fn), tf.function(fn, jit_compile=True)):
+      for got, want in zip(_values_and_gradients(variant, x, w, b), expected, strict=True):
+        self.assertAllClose(got, want, rtol=1e-4, atol=1e-4)
+
+  def test_conv2d_uses_it_only_where_it_pays(self):
+    self.assertTrue(conv_lib.winograd_pays(32, 32, 1536, 512))
+    self.assertFalse(conv_lib.winograd_pays(16, 16, 2048, 1024))  # small map
+    self.assertFalse(conv_lib.winograd_pays(32, 32, 64, 64))  # thin
+    self.assertFalse(conv_lib.winograd_pays(33, 32, 512, 512))  # odd size
+    self.assertFalse(conv_lib.winograd_pays(None, 32, 512, 512))  # unknown size
+
+
 class UpsampleConv2dTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters((5, 5, 3, 4), (4, 6, 4, 2), (1, 1, 2, 3))
   def test_equals_upsample_then_conv(self, height, width, c_in, c_out):

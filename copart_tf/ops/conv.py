@@ -31,8 +31,8 @@ def _filter_gradient(inputs, out_grad, kernel_shape, stride, padding):
   """dL/dkernel of a conv: one `window^T @ other` matmul per tap.
 
   For each tap (dy, dx) the kernel gradient is `patch(dy, dx)^T @ out_grad` summed over batch and
-  positions. The windows are copies, so for stride 1 we shift whichever of the input and the
-  output gradient has fewer channels (the same sums, re-indexed).
+  positions. Stride 1 shifts flat row ranges (no copies, see below); stride 2 copies strided
+  windows of the input.
 
   Args:
     inputs: `[N, H, W, C_in]`.
@@ -58,24 +58,24 @@ def _filter_gradient(inputs, out_grad, kernel_shape, stride, padding):
   grad_shape = tf.shape(out_grad)
   out_h, out_w = grad_shape[1], grad_shape[2]
   taps = []
-  if stride == 1 and c_out < c_in:
-    # dW[d] = sum_i x[i]^T g[i - d + pad_before]: windows of the output gradient padded to
-    # (kernel - 1 - pad_before, H - Ho + pad_before), so window k - 1 - d lines up with x.
-    height, width = shape[1], shape[2]
-    padded = tf.pad(
-      out_grad,
-      [
-        [0, 0],
-        [kh - 1 - pad_h[0], height - out_h + pad_h[0]],
-        [kw - 1 - pad_w[0], width - out_w + pad_w[0]],
-        [0, 0],
-      ],
-    )
-    flat_inputs = tf.reshape(inputs, [-1, c_in])
+  if stride == 1:
+    # Flat shifts, no window copies: lay the padded input and the output gradient out in the same
+    # [N * Hp * Wp] frame (the gradient zero-padded to Hp x Wp). Tap (dy, dx) then pairs frame
+    # position p of the gradient with p + dy * Wp + dx of the input, never across a row or an
+    # example where the gradient is non-zero, so each tap is one matmul of two row ranges of 2-D
+    # matrices; row-range slices of a contiguous tensor share its buffer (no copy) when aligned.
+    padded = tf.pad(inputs, [[0, 0], pad_h, pad_w, [0, 0]])
+    padded_shape = tf.shape(padded)
+    frame_h, frame_w = padded_shape[1], padded_shape[2]
+    frame = tf.pad(out_grad, [[0, 0], [0, frame_h - out_h], [0, frame_w - out_w], [0, 0]])
+    flat_inputs = tf.reshape(padded, [-1, c_in])
+    flat_grad = tf.reshape(frame, [-1, c_out])
+    rows = tf.shape(flat_grad)[0] - ((kh - 1) * frame_w + (kw - 1))  # the rest is zero padding
+    flat_grad = tf.slice(flat_grad, [0, 0], [rows, -1])
     for dy in range(kh):
       for dx in range(kw):
-        window = tf.slice(padded, [0, kh - 1 - dy, kw - 1 - dx, 0], [-1, height, width, -1])
-        taps.append(tf.matmul(flat_inputs, tf.reshape(window, [-1, c_out]), transpose_a=True))
+        shifted = tf.slice(flat_inputs, [dy * frame_w + dx, 0], [rows, -1])
+        taps.append(tf.matmul(shifted, flat_grad, transpose_a=True))
   else:
     padded = tf.pad(inputs, [[0, 0], pad_h, pad_w, [0, 0]])
     flat_grad = tf.reshape(out_grad, [-1, c_out])
@@ -116,8 +116,24 @@ def matmul_gradient_pays(c_in, c_out, stride):
   return c_out >= 512
 
 
+def winograd_pays(height, width, c_in, c_out):
+  """Whether Winograd F(2x2, 3x3) beats the direct conv (3x3, stride 1, "SAME").
+
+  It trades 2.25x fewer multiplies for a transform of the input, the output and the kernel (16
+  C_in C_out values per call, whatever the map size), so it pays on wide convs over large maps.
+  Measured forward + backward on the 2-core machine: 1.6x on 1536 -> 512 at 32x32 (3 images),
+  1.15x on 512 -> 512 at 32x32; 1.1x at 16x16 with 2048 -> 1024 and 2x SLOWER at 8x8.
+  """
+  if height is None or width is None or height % 2 or width % 2:
+    return False
+  return min(height, width) >= 32 and min(c_in, c_out) >= 256
+
+
 def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME", filter_gradient="auto"):
   """`tf.nn.conv2d` (+ bias) whose filter gradient can run as matmuls (see the module docstring).
+
+  A 3x3 stride-1 "SAME" conv that is wide enough over a large enough map (`winograd_pays`) runs
+  as `winograd_conv2d` instead when `filter_gradient` is "auto".
 
   Args:
     inputs: `[N, H, W, C_in]`.
@@ -126,7 +142,7 @@ def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME", filter_gradient
     strides: int, the same along both axes.
     padding: "SAME" or "VALID".
     filter_gradient: "matmul" (per-tap matmuls), "stock" (TensorFlow's registered gradient) or
-      "auto" (`matmul_gradient_pays`).
+      "auto" (`matmul_gradient_pays`, or Winograd where it pays).
 
   Returns:
     `[N, Ho, Wo, C_out]`.
@@ -138,6 +154,14 @@ def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME", filter_gradient
     raise ValueError(f"padding must be 'SAME' or 'VALID', got {padding!r}")
   if filter_gradient not in ("auto", "matmul", "stock"):
     raise ValueError(f"filter_gradient must be auto, matmul or stock, got {filter_gradient!r}")
+  if (
+    filter_gradient == "auto"
+    and strides == 1
+    and padding == "SAME"
+    and kernel_shape[:2] == (3, 3)
+    and winograd_pays(inputs.shape[1], inputs.shape[2], kernel_shape[2], kernel_shape[3])
+  ):
+    return winograd_conv2d(inputs, kernel, bias)
   if filter_gradient == "auto":
     use_matmul = matmul_gradient_pays(kernel_shape[2], kernel_shape[3], strides)
   else:
@@ -227,3 +251,87 @@ def upsample_conv2d(inputs, kernel, bias=None, filter_gradient="auto"):
       conv2d(padded, phase_kernel, bias, padding="VALID", filter_gradient=filter_gradient)
     )
   return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)
+
+
+def _winograd_kernel(kernel):
+  """G g G^T of Winograd F(2x2, 3x3): `[3, 3, C_in, C_out]` -> `[16, C_in, C_out]`."""
+
+  def along(k, axis):
+    first, middle, last = tf.unstack(k, 3, axis=axis)
+    return tf.stack(
+      [first, 0.5 * (first + middle + last), 0.5 * (first - middle + last), last], axis=axis
+    )
+
+  transformed = along(along(kernel, 0), 1)
+  return tf.reshape(transformed, [16, kernel.shape[2], kernel.shape[3]])
+
+
+def _input_transform(tiles_first, tiles_second, tiles_third, tiles_fourth):
+  """B^T d of F(2x2, 3x3) along one axis, on the 4 positions of every tile."""
+  return (
+    tiles_first - tiles_third,
+    tiles_second + tiles_third,
+    tiles_third - tiles_second,
+    tiles_second - tiles_fourth,
+  )
+
+
+def winograd_conv2d(inputs, kernel, bias=None):
+  """3x3 stride-1 "SAME" conv by Winograd F(2x2, 3x3): 16 instead of 36 multiplies per 2x2 tile.
+
+  The same function as `tf.nn.conv2d(inputs, kernel, 1, "SAME")` (float32 rounding aside: F(2, 3)
+  is the well-conditioned Winograd variant). Each 4x4 input tile (stride 2, overlapping) is
+  transformed (adds only), multiplied by the transformed kernel as 16 batched matmuls
+  `[tiles, C_in] x [C_in, C_out]`, and each 4x4 product is folded back to a 2x2 output tile.
+  Gradients come from autodiff of these ops: the two batched-matmul gradients carry the FLOPs,
+  with the same 2.25x saving. Needs even H and W.
+
+  Args:
+    inputs: `[N, H, W, C_in]`, H and W even.
+    kernel: `[3, 3, C_in, C_out]`.
+    bias: optional `[C_out]`.
+
+  Returns:
+    `[N, H, W, C_out]`.
+  """
+  if tuple(kernel.shape[:2]) != (3, 3):
+    raise ValueError(f"winograd_conv2d needs a 3x3 kernel, got {kernel.shape}")
+  c_in, c_out = kernel.shape[2], kernel.shape[3]
+  shape = tf.shape(inputs)
+  batch, half_h, half_w = shape[0], shape[1] // 2, shape[2] // 2
+  padded = tf.pad(inputs, [[0, 0], [1, 1], [1, 1], [0, 0]])
+  # Rows 2i + a of the padded map, a = 0..3, as (half-row i + a // 2, parity a % 2): slices (whose
+  # gradient is a pad) of a free reshape instead of strided copies.
+  rows = tf.reshape(padded, [batch, half_h + 1, 2, half_w + 1, 2, c_in])
+  row_taps = [
+    tf.reshape(
+      tf.slice(rows, [0, a // 2, a % 2, 0, 0, 0], [-1, half_h, 1, -1, -1, -1]),
+      [batch, half_h, half_w + 1, 2, c_in],
+    )
+    for a in range(4)
+  ]
+  transformed = []
+  for row in _input_transform(*row_taps):
+    col_taps = [
+      tf.reshape(
+        tf.slice(row, [0, 0, b // 2, b % 2, 0], [-1, -1, half_w, 1, -1]),
+        [batch, half_h, half_w, c_in],
+      )
+      for b in range(4)
+    ]
+    transformed.extend(_input_transform(*col_taps))
+  tiles = tf.reshape(tf.stack(transformed), [16, -1, c_in])
+  products = tf.matmul(tiles, _winograd_kernel(kernel))  # [16, N * H/2 * W/2, C_out]
+  products = tf.unstack(tf.reshape(products, [4, 4, batch, half_h, half_w, c_out]))
+  # A^T m A: output row 0 = m0 + m1 + m2, row 1 = m1 - m2 - m3; the same along columns.
+  rows_out = [
+    products[0] + products[1] + products[2],
+    products[1] - products[2] - products[3],
+  ]
+  outputs = []
+  for row in rows_out:
+    m = tf.unstack(row)
+    outputs.append(m[0] + m[1] + m[2])
+    outputs.append(m[1] - m[2] - m[3])
+  result = tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
+  return result if bias is None else tf.nn.bias_add(result, bias)
