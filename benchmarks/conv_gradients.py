@@ -3,7 +3,8 @@
 For each shape it times (median of `--steps` calls in a tf.function, after warm-up) the forward
 conv and the forward + backward (gradients w.r.t. input and kernel) of:
 - `stock`: `tf.nn.conv2d` with TensorFlow's registered gradient (oneDNN's backward-filter kernel);
-- `ours`: `copart_tf.ops.conv.conv2d` (the filter gradient as per-tap matmuls);
+- `ours`: `copart_tf.ops.conv.conv2d` as the model calls it (Winograd F(2x2, 3x3) or the filter
+  gradient as per-tap matmuls, whichever the shape qualifies for);
 and for the decoder's upsample + conv: `tf.repeat` nearest x2 then the stock conv, vs
 `copart_tf.ops.conv.upsample_conv2d`. Prints one JSON object (times in ms, GFLOP/s of the
 stock-equivalent FLOPs).

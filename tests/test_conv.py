@@ -107,7 +107,10 @@ class WinogradTest(tf.test.TestCase, parameterized.TestCase):
 
   def test_conv2d_uses_it_only_where_it_pays(self):
     self.assertTrue(conv_lib.winograd_pays(32, 32, 1536, 512))
-    self.assertFalse(conv_lib.winograd_pays(16, 16, 2048, 1024))  # small map
+    self.assertFalse(conv_lib.winograd_pays(16, 16, 2048, 1024))  # small map, batch unknown
+    self.assertFalse(conv_lib.winograd_pays(16, 16, 2048, 1024, batch=1))  # too few tiles
+    self.assertTrue(conv_lib.winograd_pays(16, 16, 2048, 1024, batch=3))
+    self.assertFalse(conv_lib.winograd_pays(8, 8, 2048, 1024, batch=12))
     self.assertFalse(conv_lib.winograd_pays(32, 32, 64, 64))  # thin
     self.assertFalse(conv_lib.winograd_pays(33, 32, 512, 512))  # odd size
     self.assertFalse(conv_lib.winograd_pays(None, 32, 512, 512))  # unknown size

@@ -116,17 +116,26 @@ def matmul_gradient_pays(c_in, c_out, stride):
   return c_out >= 512
 
 
-def winograd_pays(height, width, c_in, c_out):
+def winograd_pays(height, width, c_in, c_out, batch=None):
   """Whether Winograd F(2x2, 3x3) beats the direct conv (3x3, stride 1, "SAME").
 
-  It trades 2.25x fewer multiplies for a transform of the input, the output and the kernel (16
-  C_in C_out values per call, whatever the map size), so it pays on wide convs over large maps.
-  Measured forward + backward on the 2-core machine: 1.6x on 1536 -> 512 at 32x32 (3 images),
-  1.15x on 512 -> 512 at 32x32; 1.1x at 16x16 with 2048 -> 1024 and 2x SLOWER at 8x8.
+  It trades 2.25x fewer multiplies for transforms of the input, the output and the kernel (the
+  kernel's costs the same whatever the map size), so it pays on wide convs with enough 2x2 output
+  tiles. Measured forward + backward on the 2-core machine against the direct conv with the
+  matmul filter gradient: 1536 -> 512 at 32x32 x 3 images 1.37x; 512 -> 512 at 32x32 1.2-1.45x;
+  2048 -> 1024 at 16x16 x 3 images (192 tiles) 1.6x, but x 1 image (64 tiles) 0.8x and at 8x8
+  0.85x.
+
+  Args:
+    height, width: static map size (None: unknown, no Winograd).
+    c_in, c_out: channels.
+    batch: static batch size, or None when unknown (then only maps of 32x32 and more qualify).
   """
-  if height is None or width is None or height % 2 or width % 2:
+  if height is None or width is None or height % 2 or width % 2 or min(c_in, c_out) < 256:
     return False
-  return min(height, width) >= 32 and min(c_in, c_out) >= 256
+  if min(height, width) >= 32:
+    return True
+  return batch is not None and min(height, width) >= 16 and batch * height * width // 4 >= 192
 
 
 def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME", filter_gradient="auto"):
@@ -159,7 +168,7 @@ def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME", filter_gradient
     and strides == 1
     and padding == "SAME"
     and kernel_shape[:2] == (3, 3)
-    and winograd_pays(inputs.shape[1], inputs.shape[2], kernel_shape[2], kernel_shape[3])
+    and winograd_pays(*inputs.shape[1:3], *kernel_shape[2:], batch=inputs.shape[0])
   ):
     return winograd_conv2d(inputs, kernel, bias)
   if filter_gradient == "auto":
@@ -253,17 +262,22 @@ def upsample_conv2d(inputs, kernel, bias=None, filter_gradient="auto"):
   return tf.nn.depth_to_space(tf.concat(phases, axis=-1), 2)
 
 
+# Winograd F(2, 3) kernel transform G (4 x 3); the 2-D transform G g G^T of every (C_in, C_out)
+# slice is one [16, 9] x [9, C_in * C_out] matmul with the Kronecker product G (x) G: a single
+# multithreaded pass over the kernel (a chain of unstack / stack was several).
+_WINOGRAD_G = ((1.0, 0.0, 0.0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0.0, 0.0, 1.0))
+_WINOGRAD_GG = tuple(
+  tuple(_WINOGRAD_G[a][y] * _WINOGRAD_G[b][x] for y in range(3) for x in range(3))
+  for a in range(4)
+  for b in range(4)
+)
+
+
 def _winograd_kernel(kernel):
   """G g G^T of Winograd F(2x2, 3x3): `[3, 3, C_in, C_out]` -> `[16, C_in, C_out]`."""
-
-  def along(k, axis):
-    first, middle, last = tf.unstack(k, 3, axis=axis)
-    return tf.stack(
-      [first, 0.5 * (first + middle + last), 0.5 * (first - middle + last), last], axis=axis
-    )
-
-  transformed = along(along(kernel, 0), 1)
-  return tf.reshape(transformed, [16, kernel.shape[2], kernel.shape[3]])
+  c_in, c_out = kernel.shape[2], kernel.shape[3]
+  transform = tf.constant(_WINOGRAD_GG, kernel.dtype)
+  return tf.reshape(tf.matmul(transform, tf.reshape(kernel, [9, c_in * c_out])), [16, c_in, c_out])
 
 
 def _input_transform(tiles_first, tiles_second, tiles_third, tiles_fourth):
