@@ -105,6 +105,16 @@ class WinogradTest(tf.test.TestCase, parameterized.TestCase):
       for got, want in zip(_values_and_gradients(variant, x, w, b), expected, strict=True):
         self.assertAllClose(got, want, rtol=1e-4, atol=1e-4)
 
+  def test_bfloat16(self):
+    # Mixed precision runs the convs in bfloat16: the transforms must keep the input's dtype.
+    rng = np.random.default_rng(4)
+    x = tf.constant(rng.normal(size=(1, 6, 6, 8)), tf.float32)
+    w = tf.constant(rng.normal(size=(3, 3, 8, 4)), tf.float32)
+    got = conv_lib.winograd_conv2d(tf.cast(x, tf.bfloat16), tf.cast(w, tf.bfloat16))
+    self.assertEqual(got.dtype, tf.bfloat16)
+    want = tf.nn.conv2d(x, w, 1, "SAME")
+    self.assertAllClose(tf.cast(got, tf.float32), want, rtol=0.05, atol=0.3)
+
   def test_conv2d_uses_it_only_where_it_pays(self):
     self.assertTrue(conv_lib.winograd_pays(32, 32, 1536, 512))
     self.assertFalse(conv_lib.winograd_pays(16, 16, 2048, 1024))  # small map, batch unknown
