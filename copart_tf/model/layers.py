@@ -15,8 +15,8 @@ class ConvNormAct(keras.layers.Layer):
   """3x3 conv -> GroupNorm (optional) -> ReLU.
 
   The `keras.layers.Conv2D` sublayer holds the weights; `call` convolves with
-  `copart_tf.ops.conv`, whose filter gradient runs as matmuls (2-4x faster than the stock
-  gradient on CPU, measured) and which can fuse a preceding nearest x2 upsampling
+  `copart_tf.ops.conv` (same function): Winograd or a matmul filter gradient on the wide convs
+  where they measured faster on CPU, and a preceding nearest x2 upsampling fused into the conv
   (`call(x, upsample=True)`, 2.25x fewer FLOPs than upsampling first).
 
   GroupNorm instead of BatchNorm: parts are folded into the batch for the decoder and the three

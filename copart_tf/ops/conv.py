@@ -1,4 +1,4 @@
-"""2-D convolutions with a fast filter gradient, and nearest-upsample + conv without the upsampling.
+"""2-D convolutions for a CPU: fast filter gradient, fused nearest-upsample + conv, Winograd.
 
 Why (issue 9, measured on the 2-core AVX2 machine with TF 2.21 + oneDNN): the filter gradient
 TensorFlow registers for Conv2D (`_MklNativeConv2DBackpropFilter`) ran at 21-52 GFLOP/s on our
@@ -13,8 +13,13 @@ pays (`matmul_gradient_pays`: wide convs; thin and most stride-2 convs keep the 
 low resolution: each of the 4 output phases (row parity, column parity) of a 3x3 conv over a
 nearest-upsampled map reads only a 2x2 window of the low-resolution map, with the 3x3 taps summed
 into 2x2 ones. That is 16 instead of 36 multiply-adds per output pixel and channel (2.25x fewer),
-and the upsampled map and the gradient of the upsampling (a large `Sum`) disappear. Same weights,
-same result up to float rounding (tests/test_conv.py).
+and the upsampled map and the gradient of the upsampling (a large `Sum`) disappear.
+
+`winograd_conv2d` computes a 3x3 stride-1 conv by Winograd F(2x2, 3x3) (2.25x fewer multiplies);
+`conv2d` switches to it for wide convs over large enough maps (`winograd_pays`).
+
+All three are the same function of the same weights as the stock ops, up to float rounding
+(tests/test_conv.py compares values and gradients).
 """
 
 import tensorflow as tf
@@ -100,13 +105,12 @@ def _same_padding_dynamic(size, kernel, stride):
 def matmul_gradient_pays(c_in, c_out, stride):
   """Whether the per-tap matmul filter gradient beats the stock one for these channel counts.
 
-  Each tap copies a window of one side (input, or output gradient for stride 1 when it has fewer
-  channels) and multiplies it by the other, so the copy is amortised over the other side's
-  channel count; stride-2 windows are strided copies of the whole input. Measured on the 2-core
-  AVX2 machine (benchmarks/conv_gradients.py and the small preset's shapes): the matmuls won
-  1.2-2.1x for stride 1 with both sides >= 64 channels, and for stride 2 only from 512 output
-  channels (1.34x at 256 -> 512); thin convs (3 -> 16, 8 -> 32, 10 -> 256) and stride-2 convs
-  up to 256 output channels were 5-70 % slower than the stock kernel.
+  The matmuls `[rows, C_in]^T x [rows, C_out]` are efficient only when both channel counts are
+  reasonably wide, and stride-2 taps copy a strided window of the input each. Measured on the
+  2-core AVX2 machine (benchmarks/conv_gradients.py and the small preset's shapes): the matmuls
+  won 1.2-2.1x for stride 1 with both sides >= 64 channels, and for stride 2 only from 512
+  output channels (1.34x at 256 -> 512); thin convs (3 -> 16, 8 -> 32, 10 -> 256) and stride-2
+  convs up to 256 output channels were 5-70 % slower than the stock kernel.
   """
   if min(c_in, c_out) < 32:
     return False
