@@ -11,6 +11,15 @@ def _nearest_upsample(x):
   return tf.repeat(tf.repeat(x, 2, axis=1), 2, axis=2)
 
 
+def _random_conv_inputs(seed, height, width, c_in, c_out, kernel=3):
+  """Input `[2, H, W, C_in]`, kernel `[k, k, C_in, C_out]` and bias `[C_out]`, float32."""
+  rng = np.random.default_rng(seed)
+  x = tf.constant(rng.normal(size=(2, height, width, c_in)), tf.float32)
+  w = tf.constant(rng.normal(size=(kernel, kernel, c_in, c_out)), tf.float32)
+  b = tf.constant(rng.normal(size=(c_out,)), tf.float32)
+  return x, w, b
+
+
 def _values_and_gradients(fn, x, kernel, bias):
   with tf.GradientTape() as tape:
     tape.watch([x, kernel, bias])
@@ -33,10 +42,7 @@ class Conv2dTest(tf.test.TestCase, parameterized.TestCase):
     (6, 7, 4, 6, 2, 1, "SAME"),  # even kernel: asymmetric SAME padding
   )
   def test_matches_tf_nn_conv2d(self, height, width, c_in, c_out, kernel, stride, padding):
-    rng = np.random.default_rng(0)
-    x = tf.constant(rng.normal(size=(2, height, width, c_in)), tf.float32)
-    w = tf.constant(rng.normal(size=(kernel, kernel, c_in, c_out)), tf.float32)
-    b = tf.constant(rng.normal(size=(c_out,)), tf.float32)
+    x, w, b = _random_conv_inputs(0, height, width, c_in, c_out, kernel)
 
     def reference(x, w, b):
       return tf.nn.bias_add(tf.nn.conv2d(x, w, stride, padding), b)
@@ -91,10 +97,7 @@ class Conv2dTest(tf.test.TestCase, parameterized.TestCase):
 class WinogradTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters((4, 4, 3, 2), (8, 6, 5, 7), (2, 10, 4, 4))
   def test_matches_tf_nn_conv2d(self, height, width, c_in, c_out):
-    rng = np.random.default_rng(3)
-    x = tf.constant(rng.normal(size=(2, height, width, c_in)), tf.float32)
-    w = tf.constant(rng.normal(size=(3, 3, c_in, c_out)), tf.float32)
-    b = tf.constant(rng.normal(size=(c_out,)), tf.float32)
+    x, w, b = _random_conv_inputs(3, height, width, c_in, c_out)
 
     def reference(x, w, b):
       return tf.nn.bias_add(tf.nn.conv2d(x, w, 1, "SAME"), b)
@@ -129,10 +132,7 @@ class WinogradTest(tf.test.TestCase, parameterized.TestCase):
 class UpsampleConv2dTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.parameters((5, 5, 3, 4), (4, 6, 4, 2), (1, 1, 2, 3))
   def test_equals_upsample_then_conv(self, height, width, c_in, c_out):
-    rng = np.random.default_rng(2)
-    x = tf.constant(rng.normal(size=(2, height, width, c_in)), tf.float32)
-    w = tf.constant(rng.normal(size=(3, 3, c_in, c_out)), tf.float32)
-    b = tf.constant(rng.normal(size=(c_out,)), tf.float32)
+    x, w, b = _random_conv_inputs(2, height, width, c_in, c_out)
 
     def reference(x, w, b):
       return tf.nn.bias_add(tf.nn.conv2d(_nearest_upsample(x), w, 1, "SAME"), b)

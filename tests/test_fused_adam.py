@@ -1,9 +1,5 @@
 """FusedAdam gives Keras Adam's update, on one device and under MirroredStrategy."""
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import keras
@@ -11,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from copart_tf.apps import testing
 from copart_tf.training.fused_adam import FusedAdam
 
 
@@ -129,21 +126,9 @@ _MIRRORED_SCRIPT = textwrap.dedent(
 
 class FusedAdamMirroredTest(tf.test.TestCase):
   def test_two_replicas_match_keras_adam_on_one_device(self):
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
-    proc = subprocess.run(
-      [sys.executable, "-c", _MIRRORED_SCRIPT],
-      capture_output=True,
-      text=True,
-      env=env,
-      timeout=300,
-      check=False,
-    )
-    self.assertEqual(proc.returncode, 0, proc.stderr[-4000:])
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    self.assertLen(lines, 1, proc.stdout[-2000:])
-    result = json.loads(lines[0][len("RESULT ") :])
+    code, result, out, err = testing.run_script_for_result(_MIRRORED_SCRIPT, timeout=300)
+    self.assertEqual(code, 0, err[-4000:])
+    self.assertIsNotNone(result, out[-2000:])
     self.assertEqual(result["replicas"], 2)
     self.assertGreater(result["moved"], 1e-2)
     self.assertLess(result["max_diff"], 2e-5)

@@ -4,12 +4,10 @@ The CPU must be split into logical devices before TensorFlow initialises, and py
 every test module in one process, so the comparison runs in a fresh interpreter.
 """
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 import unittest
+
+from copart_tf.apps import testing
 
 _SCRIPT = textwrap.dedent(
   """
@@ -108,22 +106,9 @@ _SCRIPT = textwrap.dedent(
 
 class MirroredStrategyTest(unittest.TestCase):
   def test_two_replicas_match_one_device(self):
-    # The child imports copart_tf from the same tree as this test (as conftest.py arranges here).
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
-    proc = subprocess.run(
-      [sys.executable, "-c", _SCRIPT],
-      capture_output=True,
-      text=True,
-      env=env,
-      timeout=600,
-      check=False,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    self.assertEqual(proc.returncode, 0, proc.stderr[-4000:])
-    self.assertEqual(len(lines), 1, proc.stdout[-2000:])
-    result = json.loads(lines[0][len("RESULT ") :])
+    code, result, out, err = testing.run_script_for_result(_SCRIPT, timeout=600)
+    self.assertEqual(code, 0, err[-4000:])
+    self.assertIsNotNone(result, out[-2000:])
     print(f"\nmirrored vs single device: {result}")
     self.assertEqual(result["replicas"], 2)
     self.assertEqual(result["per_replica_batch"], [2, 2])

@@ -1,4 +1,4 @@
-"""Small fixtures for the applications' tests and benchmarks: a tiny run dir, synthetic videos.
+"""Small fixtures for tests and benchmarks: a tiny run dir, synthetic videos, child processes.
 
 `make_tiny_run_dir` writes what `copart_tf.model.loading.load_from_model_dir` reads (config.json
 and ``checkpoints/ckpt-1``) for a tiny-preset model whose weights are perturbed with a fixed seed
@@ -140,3 +140,30 @@ def finish_cli(process, timeout=300):
   """Waits for a `start_cli` process: (return code, stdout, stderr)."""
   out, err = process.communicate(timeout=timeout)
   return process.returncode, out, err
+
+
+def run_script_for_result(script, timeout=600):
+  """Runs ``python -c <script>`` on the CPU and returns the JSON it printed after ``RESULT ``.
+
+  For tests that need a fresh interpreter (e.g. logical CPU devices set before TensorFlow starts).
+
+  Returns:
+    (return code, the decoded result or None, stdout, stderr).
+  """
+  import subprocess
+  import sys
+
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+  env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
+  proc = subprocess.run(
+    [sys.executable, "-c", script],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=timeout,
+    check=False,
+  )
+  lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+  result = json.loads(lines[-1][len("RESULT ") :]) if len(lines) == 1 else None
+  return proc.returncode, result, proc.stdout, proc.stderr
