@@ -26,9 +26,10 @@ import tensorflow as tf
 
 
 def _same_padding(size, kernel, stride):
-  """TensorFlow's "SAME" padding (before, after) along one axis."""
-  out = -(-size // stride)
-  total = max((out - 1) * stride + kernel - size, 0)
+  """TensorFlow's "SAME" padding (before, after) along one axis; `size` an int or a scalar tensor."""
+  out = (size + stride - 1) // stride
+  total = (out - 1) * stride + kernel - size
+  total = max(total, 0) if isinstance(total, int) else tf.maximum(total, 0)
   return total // 2, total - total // 2
 
 
@@ -52,14 +53,13 @@ def _filter_gradient(inputs, out_grad, kernel_shape, stride, padding):
   kh, kw, c_in, c_out = kernel_shape
   shape = tf.shape(inputs)
   if padding == "SAME":
-    if inputs.shape[1] is None or inputs.shape[2] is None:
-      pad_h = _same_padding_dynamic(shape[1], kh, stride)
-      pad_w = _same_padding_dynamic(shape[2], kw, stride)
-    else:
-      pad_h = _same_padding(inputs.shape[1], kh, stride)
-      pad_w = _same_padding(inputs.shape[2], kw, stride)
+    # Static sizes where known: the padded shapes (and the matmuls') stay static.
+    height = shape[1] if inputs.shape[1] is None else inputs.shape[1]
+    width = shape[2] if inputs.shape[2] is None else inputs.shape[2]
+    pad_h, pad_w = _same_padding(height, kh, stride), _same_padding(width, kw, stride)
   else:
     pad_h = pad_w = (0, 0)
+  padded = tf.pad(inputs, [[0, 0], pad_h, pad_w, [0, 0]])
   grad_shape = tf.shape(out_grad)
   out_h, out_w = grad_shape[1], grad_shape[2]
   taps = []
@@ -69,7 +69,6 @@ def _filter_gradient(inputs, out_grad, kernel_shape, stride, padding):
     # position p of the gradient with p + dy * Wp + dx of the input, never across a row or an
     # example where the gradient is non-zero, so each tap is one matmul of two row ranges of 2-D
     # matrices; row-range slices of a contiguous tensor share its buffer (no copy) when aligned.
-    padded = tf.pad(inputs, [[0, 0], pad_h, pad_w, [0, 0]])
     padded_shape = tf.shape(padded)
     frame_h, frame_w = padded_shape[1], padded_shape[2]
     frame = tf.pad(out_grad, [[0, 0], [0, frame_h - out_h], [0, frame_w - out_w], [0, 0]])
@@ -82,7 +81,6 @@ def _filter_gradient(inputs, out_grad, kernel_shape, stride, padding):
         shifted = tf.slice(flat_inputs, [dy * frame_w + dx, 0], [rows, -1])
         taps.append(tf.matmul(shifted, flat_grad, transpose_a=True))
   else:
-    padded = tf.pad(inputs, [[0, 0], pad_h, pad_w, [0, 0]])
     flat_grad = tf.reshape(out_grad, [-1, c_out])
     for dy in range(kh):
       for dx in range(kw):
@@ -94,12 +92,6 @@ def _filter_gradient(inputs, out_grad, kernel_shape, stride, padding):
         )
         taps.append(tf.matmul(tf.reshape(window, [-1, c_in]), flat_grad, transpose_a=True))
   return tf.reshape(tf.stack(taps), [kh, kw, c_in, c_out])
-
-
-def _same_padding_dynamic(size, kernel, stride):
-  out = (size + stride - 1) // stride
-  total = tf.maximum((out - 1) * stride + kernel - size, 0)
-  return tf.stack([total // 2, total - total // 2])
 
 
 def matmul_gradient_pays(c_in, c_out, stride):
@@ -195,8 +187,7 @@ def conv2d(inputs, kernel, bias=None, strides=1, padding="SAME", filter_gradient
         strides=[1, strides, strides, 1],
         padding=padding,
       )
-      dw = _filter_gradient(x, dy, kernel_shape, strides, padding)
-      return dx, tf.cast(dw, w.dtype)
+      return dx, _filter_gradient(x, dy, kernel_shape, strides, padding)
 
     return y, grad
 
@@ -294,6 +285,11 @@ def _input_transform(tiles_first, tiles_second, tiles_third, tiles_fourth):
   )
 
 
+def _output_transform(first, second, third, fourth):
+  """A^T m of F(2x2, 3x3) along one axis: the 2 outputs of a tile from its 4 products."""
+  return first + second + third, second - third - fourth
+
+
 def winograd_conv2d(inputs, kernel, bias=None):
   """3x3 stride-1 "SAME" conv by Winograd F(2x2, 3x3): 16 instead of 36 multiplies per 2x2 tile.
 
@@ -341,15 +337,9 @@ def winograd_conv2d(inputs, kernel, bias=None):
   tiles = tf.reshape(tf.stack(transformed), [16, -1, c_in])
   products = tf.matmul(tiles, _winograd_kernel(kernel))  # [16, N * H/2 * W/2, C_out]
   products = tf.unstack(tf.reshape(products, [4, 4, batch, half_h, half_w, c_out]))
-  # A^T m A: output row 0 = m0 + m1 + m2, row 1 = m1 - m2 - m3; the same along columns.
-  rows_out = [
-    products[0] + products[1] + products[2],
-    products[1] - products[2] - products[3],
-  ]
+  # A^T m A: along rows, then along columns; (row, column) order is what depth_to_space expects.
   outputs = []
-  for row in rows_out:
-    m = tf.unstack(row)
-    outputs.append(m[0] + m[1] + m[2])
-    outputs.append(m[1] - m[2] - m[3])
+  for row in _output_transform(*products):
+    outputs.extend(_output_transform(*tf.unstack(row)))
   result = tf.nn.depth_to_space(tf.concat(outputs, axis=-1), 2)
   return result if bias is None else tf.nn.bias_add(result, bias)
