@@ -10,6 +10,10 @@ One npz per video, all arrays indexed by the video's frames (T of them):
 - ``visible`` bool `[T, L]`.
 - ``part_names`` str `[K+1]` with ``part_names[0] == "background"``, ``link_names`` str,
   ``landmark_names`` str `[L]`.
+- optional extra arrays (``write_ground_truth(..., extra=...)``), each with leading dimension T,
+  e.g. the synthetic ladders' ``poses`` float32 `[T, P, 2, 3]` and ``pose_visible`` bool `[T, P]`
+  (`copart_tf.data.sprites`, `copart_tf.data.figure2d`). `read_ground_truth` ignores them;
+  `read_extra` / `read_poses` return them.
 
 Files are written byte-for-byte deterministically (fixed zip timestamps, no pickles), so a dataset
 generated twice with the same seed is identical. They are read with ``allow_pickle=False``.
@@ -53,7 +57,7 @@ def write_npz_deterministic(path, arrays):
 
 
 def write_ground_truth(
-  path, parts, links, landmarks, visible, part_names, link_names, landmark_names
+  path, parts, links, landmarks, visible, part_names, link_names, landmark_names, extra=None
 ):
   """Validates and writes one video's ground truth.
 
@@ -66,6 +70,9 @@ def write_ground_truth(
     part_names: K+1 names, ``[0] == 'background'``.
     link_names: names of the raw link labels, ``[0] == 'background'``.
     landmark_names: L names.
+    extra: optional dict name -> array of additional arrays, written as they are (no object
+      dtypes); each must have leading dimension T. Names must differ from the standard keys.
+      Without extras the file is byte-identical to one written before extras existed.
 
   Raises:
     DataError: inconsistent shapes or values (the message names `path`).
@@ -87,6 +94,19 @@ def write_ground_truth(
       )
     arrays[key] = arr.astype(np.uint8)
   _validate(arrays, path)
+  t = arrays["parts"].shape[0]
+  for name, value in (extra or {}).items():
+    name = str(name)
+    if name in arrays or not name.isidentifier():
+      raise DataError(f"{path}: extra array name {name!r} is reserved or not an identifier")
+    value = np.asarray(value)
+    if value.dtype.kind == "O":
+      raise DataError(f"{path}: extra array {name!r} has object dtype")
+    if value.ndim < 1 or value.shape[0] != t:
+      raise DataError(
+        f"{path}: extra array {name!r} must have leading dimension T={t}, got shape {value.shape}"
+      )
+    arrays[name] = value
   parent = os.path.dirname(os.fspath(path))
   if parent:
     os.makedirs(parent, exist_ok=True)
@@ -134,6 +154,47 @@ def read_ground_truth(path, num_frames=None, image_size=None):
     out[k] = [str(n) for n in arrays[k].tolist()]
   out["num_parts"] = len(out["part_names"]) - 1
   return out
+
+
+def read_extra(path):
+  """The extra arrays of a ground-truth file (those not read by `read_ground_truth`).
+
+  Returns:
+    dict name -> np.ndarray (empty if the file has none).
+
+  Raises:
+    DataError: missing or unreadable file.
+  """
+  if not os.path.isfile(path):
+    raise DataError(f"ground-truth file {path} does not exist")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      return {k: data[k] for k in data.files if k not in _ARRAY_KEYS + _NAME_KEYS}
+  except Exception as e:  # zipfile.BadZipFile, ValueError (pickles), OSError, EOFError ...
+    raise DataError(f"cannot read ground-truth file {path}: {type(e).__name__}: {e}") from e
+
+
+def read_poses(path):
+  """Ground-truth part poses of a synthetic-ladder video (`copart_tf.data.sprites`/`figure2d`).
+
+  Returns:
+    dict with ``poses`` float32 `[T, P, 2, 3]` (canonical -> image affines [A | t] in normalised
+    coordinates, A A^T = the part's covariance) and ``pose_visible`` bool `[T, P]`.
+
+  Raises:
+    DataError: missing/unreadable file, no poses in it, or inconsistent shapes.
+  """
+  extra = read_extra(path)
+  if "poses" not in extra or "pose_visible" not in extra:
+    raise DataError(f"{path}: has no poses/pose_visible arrays (has extras {sorted(extra)})")
+  poses = np.asarray(extra["poses"], np.float32)
+  pose_visible = np.asarray(extra["pose_visible"], bool)
+  if poses.ndim != 4 or poses.shape[2:] != (2, 3) or pose_visible.shape != poses.shape[:2]:
+    raise DataError(
+      f"{path}: poses must be [T, P, 2, 3] with pose_visible [T, P], got {poses.shape} and "
+      f"{pose_visible.shape}"
+    )
+  return {"poses": poses, "pose_visible": pose_visible}
 
 
 def _validate(arrays, path):

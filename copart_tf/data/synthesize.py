@@ -7,6 +7,10 @@ Usage::
 
 or, from Python, `synthesize_dataset(...)` (used by the training CLI's ``--synthesize_if_missing``).
 
+The names in `LADDER_DATASETS` (``sprites``, ``figure2d``) are numpy-only "quality ladder"
+datasets that need no pybullet: ``--body=sprites`` hands over to `copart_tf.data.sprites` (and
+``figure2d`` to `copart_tf.data.figure2d`), which have their own defaults and CLIs.
+
 Output (FOMM layout + our side-car, see docs/ARCHITECTURE.md)::
 
   root/{train,test}/<video>/<frame:05d>.png       RGB frames, size x size
@@ -47,6 +51,7 @@ complete.
 """
 
 import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -67,6 +72,21 @@ SPLITS = ("train", "test")
 _NEAR = 0.05
 _FAR = 60.0
 _MAX_WIDTH_FRACTION = 0.92
+
+# Numpy-only synthetic datasets (no pybullet): name -> (module, generator function). Imported lazily.
+LADDER_DATASETS = {
+  "sprites": ("copart_tf.data.sprites", "synthesize_sprites_dataset"),
+  "figure2d": ("copart_tf.data.figure2d", "synthesize_figure2d_dataset"),
+}
+DATASET_NAMES = tuple(sorted(bodies_lib.BODIES)) + tuple(sorted(LADDER_DATASETS))
+
+
+def ladder_generator(name):
+  """The generator function of a `LADDER_DATASETS` name: f(root, train_videos, test_videos,
+  frames, size, seed, supersample=..., progress=..., contact_sheet=..., overwrite=...)."""
+  module, function = LADDER_DATASETS[name]
+  return getattr(importlib.import_module(module), function)
+
 
 # Part colours for the contact sheet (index 0 = background).
 PALETTE = np.array(
@@ -674,7 +694,7 @@ def synthesize_dataset(
   seed=0,
   progress=None,
   fps=30.0,
-  supersample=2,
+  supersample=None,
   contact_sheet=True,
   overwrite=False,
   background="mixed",
@@ -683,7 +703,9 @@ def synthesize_dataset(
   """Generates a synthetic dataset in the FOMM layout with the ground-truth side-car.
 
   Args:
-    body: body name (see `bodies.BODIES`): ``humanoid_mocap``, ``kuka_iiwa`` or ``laikago``.
+    body: body name (see `bodies.BODIES`): ``humanoid_mocap``, ``kuka_iiwa`` or ``laikago``; or
+      a numpy-only dataset of `LADDER_DATASETS` (``sprites``, ``figure2d``), which uses `out_dir`,
+      the video counts, `frames`, `size`, `seed`, `progress`, `supersample`, `contact_sheet` and `overwrite` and ignores the rest.
     out_dir: dataset root to create.
     train_videos: number of training videos.
     test_videos: number of test videos.
@@ -692,7 +714,8 @@ def synthesize_dataset(
     seed: non-negative integer; the same seed gives byte-identical files.
     progress: optional callable(done_frames, total_frames), called after every frame.
     fps: frame rate of the motion.
-    supersample: anti-aliasing factor (1 = off).
+    supersample: anti-aliasing factor (1 = off); None = the generator's default (2 for the
+      pybullet bodies, 4 for the ladder datasets).
     contact_sheet: also write ``contact_sheet.png``.
     overwrite: replace an existing non-empty `out_dir` (otherwise that is an error).
     background: "mixed" (default), "plain" or "textured" floors (see `_sample_appearance`).
@@ -707,7 +730,27 @@ def synthesize_dataset(
     ConfigError: bad arguments (names the argument).
     DataError: `out_dir` exists and is not empty (without `overwrite`).
   """
+  if body in LADDER_DATASETS:
+    kwargs = {} if supersample is None else {"supersample": supersample}
+    summary = ladder_generator(body)(
+      out_dir,
+      train_videos=train_videos,
+      test_videos=test_videos,
+      frames=frames,
+      size=size,
+      seed=seed,
+      progress=progress,
+      contact_sheet=contact_sheet,
+      overwrite=overwrite,
+      **kwargs,
+    )
+    return {"body": body, **summary}
+  if body not in bodies_lib.BODIES:
+    raise ConfigError(
+      f"--body={body!r} is not a known body or dataset; choose one of {list(DATASET_NAMES)}"
+    )
   spec = bodies_lib.get_body(body)
+  supersample = 2 if supersample is None else supersample
   _check_args(train_videos, test_videos, frames, size, seed, fps, supersample)
   if background not in BACKGROUNDS:
     raise ConfigError(f"--background={background!r}: choose one of {', '.join(BACKGROUNDS)}")
@@ -925,7 +968,13 @@ def resolve_clips(names):
 def _define_flags():
   from absl import flags
 
-  flags.DEFINE_enum("body", "humanoid_mocap", sorted(bodies_lib.BODIES), "Body to render.")
+  flags.DEFINE_enum(
+    "body",
+    "humanoid_mocap",
+    list(DATASET_NAMES),
+    "Body to render, or a numpy-only dataset (sprites, figure2d: no pybullet; only --out, the "
+    "counts, --frames, --size, --seed, --supersample, --contact_sheet and --overwrite apply).",
+  )
   flags.DEFINE_string("out", None, "Output dataset root (must not exist or be empty).")
   flags.DEFINE_integer("train_videos", 40, "Number of training videos.")
   flags.DEFINE_integer("test_videos", 10, "Number of test videos.")
@@ -933,7 +982,11 @@ def _define_flags():
   flags.DEFINE_integer("size", 128, "Frame size in pixels (square).")
   flags.DEFINE_integer("seed", 0, "Random seed; the same seed gives identical files.")
   flags.DEFINE_float("fps", 30.0, "Frame rate at which the motion is sampled.")
-  flags.DEFINE_integer("supersample", 2, "Render at this multiple of --size and downsample.")
+  flags.DEFINE_integer(
+    "supersample",
+    None,
+    "Render at this multiple of --size and downsample (default 2; 4 for sprites/figure2d).",
+  )
   flags.DEFINE_boolean("contact_sheet", True, "Write root/contact_sheet.png.")
   flags.DEFINE_boolean("overwrite", False, "Replace an existing --out folder.")
   flags.DEFINE_enum("background", "mixed", list(BACKGROUNDS), "Floor style.")

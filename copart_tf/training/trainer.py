@@ -62,7 +62,13 @@ def _dataset_present(data_dir):
 
 
 def ensure_data(config):
-  """Generates the synthetic dataset when `--synthesize_if_missing` is set and data is absent."""
+  """Generates the synthetic dataset when `--synthesize_if_missing` is set and data is absent.
+
+  `--synthesize_if_missing` names a pybullet body (``humanoid_mocap``, ``kuka_iiwa``,
+  ``laikago``) or a numpy-only ladder dataset (``sprites``, ``figure2d``, no pybullet needed).
+  Frames are `--image_size` pixels; the ladder datasets use their own supersampling (4x) and
+  ignore `--synth_supersample`, `--synth_background` and `--synth_clips`.
+  """
   train_dir = os.path.join(config.data_dir, "train")
   if _dataset_present(config.data_dir):
     return
@@ -71,13 +77,15 @@ def ensure_data(config):
       f"--data_dir={config.data_dir}: no such dataset (expected {train_dir}/<video>/...); pass "
       "--synthesize_if_missing=humanoid_mocap to generate the synthetic one"
     )
-  from copart_tf.data import synthesize  # pybullet is only needed here
+  from copart_tf.data import synthesize  # pybullet is imported only for the pybullet bodies
 
+  name = config.synthesize_if_missing
+  ladder = name in synthesize.LADDER_DATASETS
   total_frames = (config.synth_train_videos + config.synth_test_videos) * config.synth_frames
   logging.info(
     "%s is missing: generating the synthetic %s dataset (%d train + %d test videos x %d frames)",
     config.data_dir,
-    config.synthesize_if_missing,
+    name,
     config.synth_train_videos,
     config.synth_test_videos,
     config.synth_frames,
@@ -89,7 +97,7 @@ def ensure_data(config):
     bar.update(done, "frames rendered")
 
   summary = synthesize.synthesize_dataset(
-    config.synthesize_if_missing,
+    name,
     config.data_dir,
     train_videos=config.synth_train_videos,
     test_videos=config.synth_test_videos,
@@ -97,10 +105,10 @@ def ensure_data(config):
     size=config.image_size,
     seed=config.seed,
     progress=report,
-    supersample=config.synth_supersample,
+    supersample=None if ladder else config.synth_supersample,
     background=config.synth_background,
     clips=synthesize.resolve_clips(config.synth_clips.split(","))
-    if config.synth_clips and config.synthesize_if_missing == "humanoid_mocap"
+    if config.synth_clips and name == "humanoid_mocap"
     else None,
   )
   bar.close()
