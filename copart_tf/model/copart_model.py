@@ -14,6 +14,7 @@ from copart_tf.model.part_map_head import PartMapHead
 from copart_tf.model.presets import get_preset
 from copart_tf.model.transform_head import TransformHead
 from copart_tf.ops import affine as affine_lib
+from copart_tf.ops import grid as grid_lib
 from copart_tf.ops import warp as warp_lib
 
 # Loss weights: the reference's Tai-Chi configuration (DESIGN.md §5). Every one is a constructor
@@ -83,6 +84,25 @@ def _log_coverage(coverage, size):
   return tf.math.log(tf.clip_by_value(resized, 1e-6, 1.0))
 
 
+def pose_log_prior(affines, size, radius):
+  """Log of a Gaussian blob per part, centred on its pose, `[B, K, 2, 3]` -> `[B, S, S, K]`.
+
+  ``-||T_k^-1 u||^2 / (2 radius^2)`` at every pixel centre u: the part's canonical frame seen in
+  the image, so the blob has the pose's centre, orientation and extent (A_k A_k^T = the part's
+  covariance, so ``radius`` is in standard deviations of the part). Added to a part's depth
+  logit it makes the mask fall off away from the pose; inside the blob the decoded depth shapes
+  the mask freely. Why: without it, a part's layer is the whole warped source frame and nothing
+  but the concentration loss localises its mask, so moving a pose changes the assembly almost
+  nowhere and the reconstruction gives the poses no direction (measured on sprites: masks stay on
+  the background). With it, a pose carries its mask, and d(reconstruction)/d(pose) points along
+  the part's motion from the first step.
+  """
+  grid = grid_lib.make_grid(size, size, affines.dtype)  # [S, S, 2]
+  inverse = affine_lib.invert(affines)  # [B, K, 2, 3] image -> canonical
+  canonical = tf.einsum("bkij,hwj->bhwki", inverse[..., :2], grid) + inverse[:, None, None, :, :, 2]
+  return -0.5 * tf.reduce_sum(tf.square(canonical), axis=-1) / (radius * radius)
+
+
 class CoPartModel(keras.Model):
   """Unsupervised co-part segmentation through assembly.
 
@@ -131,6 +151,10 @@ class CoPartModel(keras.Model):
       rotation/scale, equivariance, concentrations) linearly from 0 over this many steps (0 = the
       paper): a reconstruction-only start, so the structural terms act on parts that already
       carry image content. An experiment (docs/EXPERIMENTS.md).
+    pose_prior_radius: > 0 adds `pose_log_prior` (a Gaussian of this many part standard
+      deviations around each pose) to the part's depth logits; 0 = the paper (no prior).
+    shift_from: "regression" (the reference: part centres regressed from flattened features) or
+      "heatmap" (soft-argmax of a per-part heatmap; see `TransformHead`).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -152,6 +176,8 @@ class CoPartModel(keras.Model):
     mass_epsilon=1.0,
     background_depth_offset=0.0,
     auxiliary_warmup_steps=0,
+    pose_prior_radius=0.0,
+    shift_from="regression",
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -183,6 +209,8 @@ class CoPartModel(keras.Model):
     self.mass_epsilon = float(mass_epsilon)
     self.background_depth_offset = float(background_depth_offset)
     self.auxiliary_warmup_steps = int(auxiliary_warmup_steps)
+    self.pose_prior_radius = float(pose_prior_radius)
+    self.shift_from = shift_from
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -190,7 +218,11 @@ class CoPartModel(keras.Model):
     self.encoder = Encoder(self.preset, name="encoder")
     self.part_map_head = PartMapHead(self.num_parts, self.preset, name="part_map_head")
     self.transform_head = TransformHead(
-      self.num_parts, self.preset, initial_spread=self.initial_spread, name="transform_head"
+      self.num_parts,
+      self.preset,
+      initial_spread=self.initial_spread,
+      shift_from=shift_from,
+      name="transform_head",
     )
     self.decoder = PartDecoder(self.preset, name="decoder")
     self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
@@ -225,6 +257,8 @@ class CoPartModel(keras.Model):
       "mass_epsilon": self.mass_epsilon,
       "background_depth_offset": self.background_depth_offset,
       "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
+      "pose_prior_radius": self.pose_prior_radius,
+      "shift_from": self.shift_from,
       **self.loss_weights,
     }
 
@@ -286,6 +320,18 @@ class CoPartModel(keras.Model):
     masks = tf.nn.softmax(depth, axis=-1)
     return masks, tf.reduce_sum(masks[..., None] * part_images, axis=-2)
 
+  def _foreground_depth(self, folded_depth, coverage, affines, batch):
+    """Depth logits of the foreground parts `[B*K, S, S, 1]` -> `[B, S, S, K]`.
+
+    Adds the log-coverage of each part's warped latent and, with `pose_prior_radius`, the pose
+    prior of `affines` `[B, K, 2, 3]` (the poses the parts were moved to).
+    """
+    depth = folded_depth + _log_coverage(coverage, self.image_size)
+    depth = _from_parts(depth, batch, self.num_parts)[..., 0]
+    if self.pose_prior_radius > 0:
+      depth += pose_log_prior(affines, self.image_size, self.pose_prior_radius)
+    return depth
+
   # ---------------------------------------------------------------- inference
 
   def call(self, images, training=False):
@@ -315,9 +361,9 @@ class CoPartModel(keras.Model):
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
-    fg_depth += _log_coverage(coverage, self.image_size)
+    fg_depth = self._foreground_depth(fg_depth, coverage, enc["affines"], batch)
     part_images = tf.concat([bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2)
-    depth = tf.concat([bg_depth, _from_parts(fg_depth, batch, k)[..., 0]], axis=-1)
+    depth = tf.concat([bg_depth, fg_depth], axis=-1)
     masks, reconstruction = self.assemble(part_images, depth)
     return {
       "masks": masks,
@@ -372,12 +418,12 @@ class CoPartModel(keras.Model):
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
-    fg_depth += _log_coverage(coverage, self.image_size)
+    fg_depth = self._foreground_depth(fg_depth, coverage, target_affines, batch)
     return {
       "part_images": tf.concat(
         [bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2
       ),
-      "depth": tf.concat([bg_depth, _from_parts(fg_depth, batch, k)[..., 0]], axis=-1),
+      "depth": tf.concat([bg_depth, fg_depth], axis=-1),
     }
 
   # ---------------------------------------------------------------- training
@@ -437,18 +483,22 @@ class CoPartModel(keras.Model):
     bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)
     bg_depth, parts_depth = tf.split(depth, [batch, 3 * n], axis=0)
     bg_depth += self.background_depth_offset
-    parts_depth += _log_coverage(coverage, self.image_size)
     src_img, tgt_img, _ = tf.split(parts_img, 3, axis=0)
     src_depth, tgt_depth, can_depth = tf.split(parts_depth, 3, axis=0)
+    src_cov, tgt_cov, can_cov = tf.split(coverage, 3, axis=0)
+    identity = affine_lib.identity([batch, k], source_affines.dtype)
+    src_depth = self._foreground_depth(src_depth, src_cov, source_affines, batch)
+    tgt_depth = self._foreground_depth(tgt_depth, tgt_cov, target_affines, batch)
+    can_depth = self._foreground_depth(can_depth, can_cov, identity, batch)
     src_images = tf.concat([bg_img[..., None, :], _from_parts(src_img, batch, k)], axis=-2)
-    src_depth = tf.concat([bg_depth, _from_parts(src_depth, batch, k)[..., 0]], axis=-1)
+    src_depth = tf.concat([bg_depth, src_depth], axis=-1)
     tgt_images = tf.concat([bg_img[..., None, :], _from_parts(tgt_img, batch, k)], axis=-2)
-    tgt_depth = tf.concat([bg_depth, _from_parts(tgt_depth, batch, k)[..., 0]], axis=-1)
+    tgt_depth = tf.concat([bg_depth, tgt_depth], axis=-1)
     source_masks, source_rec_image = self.assemble(src_images, src_depth)
     target_masks, target_rec_image = self.assemble(tgt_images, tgt_depth)
     # Canonical masks: each canonical part assembled against the background alone, since all
     # canonical parts sit at the frame centre and a joint softmax would make them compete.
-    canonical_masks = tf.sigmoid(_from_parts(can_depth, batch, k)[..., 0] - bg_depth)
+    canonical_masks = tf.sigmoid(can_depth - bg_depth)
 
     return {
       "warped_target": warped,

@@ -7,6 +7,7 @@ import tensorflow as tf
 from copart_tf.model import layers as layers_lib
 from copart_tf.model.presets import get_preset
 from copart_tf.ops import affine as affine_lib
+from copart_tf.ops import grid as grid_lib
 
 
 def sunflower(num_points, radius):
@@ -46,8 +47,11 @@ class TransformHead(keras.layers.Layer):
   TensorShape([2, 3, 2, 3])
   """
 
-  def __init__(self, num_parts, preset="small", initial_spread=0.0, **kwargs):
+  def __init__(self, num_parts, preset="small", initial_spread=0.0, shift_from="regression", **kwargs):
     super().__init__(**kwargs)
+    if shift_from not in ("regression", "heatmap"):
+      raise ValueError(f"shift_from must be regression|heatmap, got {shift_from!r}")
+    self.shift_from = shift_from
     self.num_parts = num_parts
     self.preset = get_preset(preset)
     p = self.preset
@@ -75,6 +79,15 @@ class TransformHead(keras.layers.Layer):
       2 * k, kernel_initializer="zeros", name="scale", dtype="float32"
     )
     self.initial_spread = float(initial_spread)
+    # shift_from="heatmap": t_k is the soft-argmax (expected position) of a per-part heatmap over
+    # the feature grid, translation-equivariant by construction. The reference regresses t_k
+    # from flattened features, which must learn position from scratch: on sprites its centres
+    # stayed ~15 px from the shapes after 600 steps (measured), so no part ever tracked one.
+    self.heatmap = (
+      keras.layers.Conv2D(k, 3, padding="same", name="heatmap", dtype="float32")
+      if shift_from == "heatmap"
+      else None
+    )
     self.shift = keras.layers.Dense(
       2 * k,
       kernel_initializer="zeros",
@@ -99,6 +112,8 @@ class TransformHead(keras.layers.Layer):
     hidden = (shape[0], self.preset.head_hidden)
     for layer in (self.rotation, self.scale, self.shift):
       layer.build(hidden)
+    if self.heatmap is not None:
+      self.heatmap.build(tuple(input_shape))
     self.built = True
 
   def call(self, features):
@@ -111,7 +126,14 @@ class TransformHead(keras.layers.Layer):
     cos_sin = tf.reshape(self.rotation(x), [-1, k, 2])
     cos_sin = cos_sin / tf.sqrt(tf.reduce_sum(tf.square(cos_sin), axis=-1, keepdims=True) + 1e-8)
     scale = 0.9 * tf.tanh(tf.reshape(self.scale(x), [-1, k, 2])) + 1.0
-    shift = tf.reshape(self.shift(x), [-1, k, 2])
+    if self.heatmap is None:
+      shift = tf.reshape(self.shift(x), [-1, k, 2])
+    else:
+      logits = self.heatmap(tf.cast(features, tf.float32))  # [B, h, w, K]
+      shape = tf.shape(logits)
+      pdf = tf.nn.softmax(tf.reshape(logits, [shape[0], -1, k]), axis=1)
+      grid = tf.reshape(grid_lib.make_grid(shape[1], shape[2], pdf.dtype), [-1, 2])
+      shift = tf.einsum("bnk,nc->bkc", pdf, grid)
     return {
       "affines": affine_lib.from_pose(cos_sin, scale, shift),
       "cos_sin": cos_sin,
