@@ -10,9 +10,17 @@ Every time is the median of `--steps` timed iterations after `--warmup` untimed 
 next to it. The JSON on stdout (progress goes to stderr) is described in benchmarks/README.md,
 together with the reference comparison it prints (the authors' PyTorch code on this machine type).
 Run it on a quiet machine: other processes change every number.
+
+  python -m copart_tf.benchmark quality [--rungs=A,B,C,D] [--work_dir=DIR] [--train_steps=N]
+      [--json_out=PATH] ...
+
+runs the quality ladder instead (trains every rung from scratch, evaluates it, prints one table
+with PASS/FAIL per bar): the code of benchmarks/quality_ladder.py, loaded from the source tree.
 """
 
+import importlib.util
 import json
+import os
 import sys
 
 from absl import app, flags
@@ -113,7 +121,35 @@ def main(argv):
   return 0
 
 
+QUALITY_SCRIPT = os.path.join(
+  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "quality_ladder.py"
+)
+
+
+def run_quality(argv):
+  """`python -m copart_tf.benchmark quality ...`: delegates to benchmarks/quality_ladder.py.
+
+  Args:
+    argv: the arguments after ``quality`` (the script's own flags).
+
+  Returns:
+    the exit status.
+  """
+  if not os.path.isfile(QUALITY_SCRIPT):
+    print(
+      f"error: {QUALITY_SCRIPT} not found (the quality ladder runs from a source checkout)",
+      file=sys.stderr,
+    )
+    return 2
+  spec = importlib.util.spec_from_file_location("copart_quality_ladder", QUALITY_SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)  # NumPy / SciPy only; TensorFlow loads when a rung is evaluated
+  return module.main(argv, prog="python -m copart_tf.benchmark quality")
+
+
 def run():
+  if len(sys.argv) > 1 and sys.argv[1] == "quality":
+    sys.exit(run_quality(sys.argv[2:]))
   app.run(main)
 
 

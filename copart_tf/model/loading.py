@@ -65,6 +65,9 @@ def model_from_run_config(config, part_names=None):
     masks_follow_poses=config.get("masks_follow_poses", False),
     background_depth_offset=config.get("background_depth_offset", 0.0),
     auxiliary_warmup_steps=config.get("auxiliary_warmup_steps", 0),
+    pose_prior_radius=config.get("pose_prior_radius", 0.0),
+    shift_from=config.get("shift_from", "regression"),
+    background_latent_size=config.get("background_latent_size", 0),
     perceptual_loss="none",  # inference only: the loss is never evaluated
     part_names=part_names,
     **weights,

@@ -88,12 +88,18 @@ class TransformHead(keras.layers.Layer):
       if shift_from == "heatmap"
       else None
     )
-    self.shift = keras.layers.Dense(
-      2 * k,
-      kernel_initializer="zeros",
-      bias_initializer=keras.initializers.Constant(sunflower(k, self.initial_spread).reshape(-1)),
-      name="shift",
-      dtype="float32",
+    self.shift = (
+      keras.layers.Dense(
+        2 * k,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(
+          sunflower(k, self.initial_spread).reshape(-1)
+        ),
+        name="shift",
+        dtype="float32",
+      )
+      if self.heatmap is None
+      else None
     )
 
   @property
@@ -110,8 +116,10 @@ class TransformHead(keras.layers.Layer):
     flat = (shape[0], shape[1] * shape[2] * shape[3])
     self.hidden.build(flat)
     hidden = (shape[0], self.preset.head_hidden)
-    for layer in (self.rotation, self.scale, self.shift):
+    for layer in (self.rotation, self.scale):
       layer.build(hidden)
+    if self.shift is not None:
+      self.shift.build(hidden)
     if self.heatmap is not None:
       self.heatmap.build(tuple(input_shape))
     self.built = True
