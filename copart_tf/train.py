@@ -85,17 +85,6 @@ AUXILIARY_WARMUP = flags.DEFINE_integer(
   _D.auxiliary_warmup_steps,
   "Ramp every non-reconstruction loss from 0 over this many steps (0 = reference).",
 )
-MAX_FRAME_GAP = flags.DEFINE_integer(
-  "max_frame_gap",
-  _D.max_frame_gap,
-  "Training pairs at most this many frames apart (0 = any two frames of a video, the reference).",
-)
-BACKGROUND_LATENT_SIZE = flags.DEFINE_integer(
-  "background_latent_size",
-  _D.background_latent_size,
-  "Decode the background from its latent averaged to this many cells per side (a smooth, static "
-  "layer that cannot copy moving objects); 0 = the reference (full latent).",
-)
 POSE_PRIOR_RADIUS = flags.DEFINE_float(
   "pose_prior_radius",
   _D.pose_prior_radius,

@@ -354,6 +354,16 @@ class LadderDataTest(unittest.TestCase):
     with self.assertRaisesRegex(DataError, "reserved"):
       gt_lib.write_ground_truth(plain, **self._gt_args(), extra={"parts": np.zeros((2, 4, 4))})
 
+  def test_max_shapes_one_gives_single_sprite_videos(self):
+    root = os.path.join(self.tmp, "single")
+    sprites.synthesize_sprites_dataset(root, 6, 2, frames=3, size=32, max_shapes=1)
+    with open(os.path.join(root, "meta.json")) as f:
+      meta = json.load(f)
+    counts = [v["num_shapes"] for split in ("train", "test") for v in meta["videos"][split]]
+    self.assertEqual(counts, [1] * 8)
+    with self.assertRaisesRegex(ConfigError, "--max_shapes"):
+      sprites.synthesize_sprites_dataset(os.path.join(self.tmp, "y"), 1, 0, max_shapes=5)
+
   # --- dispatch and CLIs ------------------------------------------------------------------------
   def test_errors(self):
     with self.assertRaisesRegex(ConfigError, "--frames"):

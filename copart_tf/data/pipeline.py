@@ -296,7 +296,6 @@ def make_pair_dataset(
   id_sampling=False,
   on_bad_frame="fail",
   num_replicas=1,
-  max_frame_gap=0,
 ):
   """Infinite dataset of (source, target) frame pairs from the videos of one split.
 
@@ -312,12 +311,6 @@ def make_pair_dataset(
     id_sampling: draw identities (name before the first ``#``) uniformly instead of videos.
     on_bad_frame: ``"fail"`` or ``"skip"`` (see the module docstring).
     num_replicas: replicas in sync; `global_batch_size` must be divisible by it.
-    max_frame_gap: > 0 draws the source uniformly and the target uniformly among the next
-      `max_frame_gap` frames (or the source itself); 0 = two independent frames of the whole
-      video (the reference). Small gaps keep a part's motion within the reach of the warp's
-      local gradient early in training (a frame-gap curriculum, docs/EXPERIMENTS.md). Applies
-      to videos whose frame count is known at scan time (frame folders, strips, videos whose
-      count was read); others keep the whole-video draw.
 
   Returns:
     `tf.data.Dataset` of dicts ``{"source": float32 [B, S, S, 3], "target": float32 [B, S, S, 3]}``
@@ -375,15 +368,6 @@ def make_pair_dataset(
     fractions = tf.sort(r[2:4])  # source = the earlier frame
     n = frames_t[video]
     frame_idx = pick(n, fractions)
-    if max_frame_gap > 0:
-      first = pick(n, r[2])
-      second = tf.minimum(first + pick(tf.constant(max_frame_gap + 1, tf.int64), r[3]), n - 1)
-      near = tf.stack([first, second])
-      use_gap = n > 0
-      frame_idx = tf.where(use_gap, near, frame_idx)
-      # The python video reader takes fractions of the video: the centres of the same frames.
-      near_fractions = (tf.cast(near, tf.float64) + 0.5) / tf.cast(tf.maximum(n, 1), tf.float64)
-      fractions = tf.where(use_gap, near_fractions, fractions)
     base = path_t[video]
 
     def frame_path(k):

@@ -297,8 +297,8 @@ def _pixel_to_normalized(points, size):
   return (2.0 * np.asarray(points, np.float64) + 1.0) / size - 1.0
 
 
-def render_sprites_video(rng, num_frames, size=64, supersample=4):
-  """Samples and renders one sprites video.
+def render_sprites_video(rng, num_frames, size=64, supersample=4, max_shapes=MAX_SHAPES):
+  """Samples and renders one sprites video (1 to `max_shapes` shapes).
 
   Returns:
     dict with ``frames`` uint8 `[T, S, S, 3]`, ``parts`` uint8 `[T, S, S]`, ``landmarks`` float32
@@ -306,7 +306,7 @@ def render_sprites_video(rng, num_frames, size=64, supersample=4):
     ``visible_fraction``), ``shapes`` (per frame, the `Shape` of each present id) and ``info``.
   """
   unit = size / 64.0
-  n = int(rng.integers(1, MAX_SHAPES + 1))
+  n = int(rng.integers(1, max_shapes + 1))
   colors, background = sample_colors(rng, n)
   z_order = [int(i) for i in rng.permutation(n)]  # z_order[k] = index of the k-th shape drawn
   kinds, sizes, tracks = [], [], []
@@ -575,6 +575,7 @@ def synthesize_sprites_dataset(
   progress=None,
   contact_sheet=True,
   overwrite=False,
+  max_shapes=MAX_SHAPES,
 ):
   """Generates the sprites dataset (module docstring) at `root`.
 
@@ -592,6 +593,8 @@ def synthesize_sprites_dataset(
     progress: optional callable(done_frames, total_frames), called after every frame written.
     contact_sheet: also write ``root/contact_sheet.png``.
     overwrite: replace an existing non-empty `root`.
+    max_shapes: each video draws 1 to `max_shapes` shapes (<= 4); 1 gives the single-sprite
+      data of the learning test.
 
   Returns:
     summary dict (``out_dir``, ``videos``, ``frames``, ``seconds``, ...).
@@ -600,9 +603,15 @@ def synthesize_sprites_dataset(
     ConfigError: an argument out of range (names the flag).
     DataError: `root` exists and is not empty (without `overwrite`).
   """
+  if not 1 <= max_shapes <= MAX_SHAPES:
+    raise ConfigError(f"--max_shapes={max_shapes}: must be in 1..{MAX_SHAPES}")
+
+  def render(rng, num_frames, size, supersample):
+    return render_sprites_video(rng, num_frames, size, supersample, max_shapes=max_shapes)
+
   return write_dataset(
     root,
-    render_sprites_video,
+    render,
     GENERATOR_VERSION,
     PART_NAMES,
     LANDMARK_NAMES,
@@ -615,7 +624,7 @@ def synthesize_sprites_dataset(
     progress=progress,
     contact_sheet=contact_sheet,
     overwrite=overwrite,
-    meta_extra={"dataset": "sprites", "max_shapes": MAX_SHAPES, "kinds": list(KINDS)},
+    meta_extra={"dataset": "sprites", "max_shapes": max_shapes, "kinds": list(KINDS)},
   )
 
 

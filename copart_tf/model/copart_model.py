@@ -155,10 +155,6 @@ class CoPartModel(keras.Model):
       deviations around each pose) to the part's depth logits; 0 = the paper (no prior).
     shift_from: "regression" (the reference: part centres regressed from flattened features) or
       "heatmap" (soft-argmax of a per-part heatmap; see `TransformHead`).
-    background_latent_size: > 0 decodes the background from its latent map averaged down to this
-      many cells per side (then resized back): a static, smooth background layer that cannot
-      copy the source's moving objects, so only the parts can show them. 0 = the reference (the
-      background decodes the full latent map and can reproduce the whole source frame).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -182,7 +178,6 @@ class CoPartModel(keras.Model):
     auxiliary_warmup_steps=0,
     pose_prior_radius=0.0,
     shift_from="regression",
-    background_latent_size=0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -216,14 +211,6 @@ class CoPartModel(keras.Model):
     self.auxiliary_warmup_steps = int(auxiliary_warmup_steps)
     self.pose_prior_radius = float(pose_prior_radius)
     self.shift_from = shift_from
-    self.background_latent_size = int(background_latent_size)
-    if self.background_latent_size < 0 or (
-      self.background_latent_size and (image_size // 4) % self.background_latent_size
-    ):
-      raise ValueError(
-        f"background_latent_size={background_latent_size} must be 0 or divide the latent size "
-        f"{image_size // 4}"
-      )
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -272,7 +259,6 @@ class CoPartModel(keras.Model):
       "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
       "pose_prior_radius": self.pose_prior_radius,
       "shift_from": self.shift_from,
-      "background_latent_size": self.background_latent_size,
       **self.loss_weights,
     }
 
@@ -334,16 +320,6 @@ class CoPartModel(keras.Model):
     masks = tf.nn.softmax(depth, axis=-1)
     return masks, tf.reduce_sum(masks[..., None] * part_images, axis=-2)
 
-  def _background_latent(self, maps):
-    """The background's latent map `[B, h, w, C]` from all part maps `[B, h, w, K+1, C]`."""
-    latent = maps[..., 0, :]
-    size = self.background_latent_size
-    if size > 0:
-      cell = self.image_size // 4 // size
-      coarse = tf.nn.avg_pool2d(latent, cell, cell, "VALID")  # (area resizing has no gradient)
-      latent = tf.image.resize(coarse, [size * cell, size * cell], method="bilinear")
-    return latent
-
   def _foreground_depth(self, folded_depth, coverage, affines, batch):
     """Depth logits of the foreground parts `[B*K, S, S, 1]` -> `[B, S, S, K]`.
 
@@ -380,7 +356,7 @@ class CoPartModel(keras.Model):
       canonical = self._warp_parts(fg, enc["affines"])
       fg = self._warp_parts(canonical, affine_lib.invert(enc["affines"]))
     fg_latents, coverage = tf.split(fg, [self.preset.latent_channels, 1], axis=-1)
-    latents = tf.concat([self._background_latent(maps), fg_latents], axis=0)
+    latents = tf.concat([maps[..., 0, :], fg_latents], axis=0)
     part_images, depth = self._decode(latents)
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
@@ -438,7 +414,7 @@ class CoPartModel(keras.Model):
       canonical = self._warp_parts(fg, source_affines)
       moved = self._warp_parts(canonical, affine_lib.invert(target_affines))
     moved, coverage = tf.split(moved, [self.preset.latent_channels, 1], axis=-1)
-    part_images, depth = self._decode(tf.concat([self._background_latent(maps), moved], axis=0))
+    part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0))
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -500,7 +476,7 @@ class CoPartModel(keras.Model):
     # source-reconstruction, retargeted and canonical part maps.
     warped = self._training_warps(maps, source_affines, target_affines)
     warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
-    latents = tf.concat([self._background_latent(maps), warped], axis=0)
+    latents = tf.concat([maps[..., 0, :], warped], axis=0)
     part_images, depth = self._decode(latents)
     n = batch * k
     # tf.split rather than slicing: cheap gradients (see PartDecoder.call).

@@ -47,7 +47,9 @@ class TransformHead(keras.layers.Layer):
   TensorShape([2, 3, 2, 3])
   """
 
-  def __init__(self, num_parts, preset="small", initial_spread=0.0, shift_from="regression", **kwargs):
+  def __init__(
+    self, num_parts, preset="small", initial_spread=0.0, shift_from="regression", **kwargs
+  ):
     super().__init__(**kwargs)
     if shift_from not in ("regression", "heatmap"):
       raise ValueError(f"shift_from must be regression|heatmap, got {shift_from!r}")
@@ -92,9 +94,7 @@ class TransformHead(keras.layers.Layer):
       keras.layers.Dense(
         2 * k,
         kernel_initializer="zeros",
-        bias_initializer=keras.initializers.Constant(
-          sunflower(k, self.initial_spread).reshape(-1)
-        ),
+        bias_initializer=keras.initializers.Constant(sunflower(k, self.initial_spread).reshape(-1)),
         name="shift",
         dtype="float32",
       )

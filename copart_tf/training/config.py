@@ -37,8 +37,6 @@ class TrainConfig:
   background_depth_offset: float = 0.0
   auxiliary_warmup_steps: int = 0
   pose_prior_radius: float = 0.0
-  max_frame_gap: int = 0
-  background_latent_size: int = 0
   shift_from: str = "regression"
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
@@ -84,8 +82,6 @@ class TrainConfig:
       raise ConfigError(f"--background_on={self.background_on!r}: retarget or both")
     if self.shift_from not in ("regression", "heatmap"):
       raise ConfigError(f"--shift_from={self.shift_from!r}: regression or heatmap")
-    if self.max_frame_gap < 0:
-      raise ConfigError(f"--max_frame_gap={self.max_frame_gap}: must be >= 0 (0 = whole video)")
     if self.pose_prior_radius < 0:
       raise ConfigError(f"--pose_prior_radius={self.pose_prior_radius}: must be >= 0")
     if self.on_bad_frame not in ("fail", "skip"):
@@ -116,7 +112,6 @@ class TrainConfig:
       "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
       "pose_prior_radius": self.pose_prior_radius,
       "shift_from": self.shift_from,
-      "background_latent_size": self.background_latent_size,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,

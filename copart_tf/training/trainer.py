@@ -331,7 +331,6 @@ def train(config, stop_after_steps=None):
       id_sampling=config.id_sampling,
       on_bad_frame=config.on_bad_frame,
       num_replicas=replicas,
-      max_frame_gap=config.max_frame_gap,
     )
     try:
       vis_dataset = pipeline.make_pair_dataset(
