@@ -34,6 +34,9 @@ class TransformHead(keras.layers.Layer):
   - shift: zero kernel, no activation (the part centre in normalised image coordinates); its bias
     is zero as in the reference, or, with `initial_spread` > 0, the K points of a sunflower
     (Fibonacci) disc of that radius, so the parts start at distinct places (see `sunflower`).
+    With `shift_from="heatmap"` the centre is instead the expected position under a softmax
+    heatmap per part (a 3x3 conv on the features, softmax over the feature grid, one grid of
+    `copart_tf.ops.grid`); `initial_spread` then has no effect.
 
   Scale convention. DESIGN.md §3 writes the reference's parametrisation as 1 / (0.9 tanh z + 1),
   range (0.53, 10): that is the zoom of the image -> canonical map T^-1. The canonical -> image
