@@ -442,6 +442,22 @@ def _save_png(path, image):
   Image.fromarray(image).save(path, format="PNG", compress_level=6)
 
 
+def publish_dataset(tmp, out_dir):
+  """Moves a finished dataset folder `tmp` to `out_dir` (a sibling), replacing what was there.
+
+  The old folder is renamed away before the new one is renamed in, so `out_dir` is never half
+  written: a reader sees the old dataset or the new one.
+  """
+  if os.path.exists(out_dir):
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+    os.rename(out_dir, os.path.join(old, "d"))
+    os.rename(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+  else:
+    os.rename(tmp, out_dir)
+
+
 def write_dataset(
   out_dir,
   render_fn,
@@ -540,13 +556,7 @@ def write_dataset(
       f.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if contact_sheet and sheet_rows:
       _save_png(os.path.join(tmp, "contact_sheet.png"), np.concatenate(sheet_rows, axis=0))
-    if os.path.exists(out_dir):
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-      os.rename(out_dir, os.path.join(old, "d"))
-      os.rename(tmp, out_dir)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(tmp, out_dir)
+    publish_dataset(tmp, out_dir)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

@@ -63,6 +63,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from copart_tf.data import bodies as bodies_lib
+from copart_tf.data import sprites
 from copart_tf.data.ground_truth import write_ground_truth
 from copart_tf.errors import ConfigError, CopartError, DataError
 
@@ -845,13 +846,7 @@ def synthesize_dataset(
       f.write(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     if contact_sheet and sheet_rows:
       _save_png(os.path.join(tmp, "contact_sheet.png"), np.concatenate(sheet_rows, axis=0))
-    if os.path.exists(out_dir):
-      old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-      os.rename(out_dir, os.path.join(old, "d"))
-      os.rename(tmp, out_dir)
-      shutil.rmtree(old, ignore_errors=True)
-    else:
-      os.rename(tmp, out_dir)
+    sprites.publish_dataset(tmp, out_dir)
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
