@@ -68,24 +68,6 @@ PART_NAMES = ["background"] + [f"sprite_{i}" for i in range(1, MAX_SHAPES + 1)]
 LANDMARK_NAMES = [f"sprite_{i}_centre" for i in range(1, MAX_SHAPES + 1)]
 DEFAULTS = {"train_videos": 200, "test_videos": 20, "frames": 32, "size": 64, "supersample": 4}
 
-# Part colours of the contact sheet (index 0 = background), as `synthesize.PALETTE`.
-PALETTE = np.array(
-  [
-    [0, 0, 0],
-    [230, 25, 75],
-    [60, 180, 75],
-    [255, 225, 25],
-    [0, 130, 200],
-    [245, 130, 48],
-    [145, 30, 180],
-    [70, 240, 240],
-    [240, 50, 230],
-    [210, 245, 60],
-    [250, 190, 212],
-    [0, 128, 128],
-  ],
-  dtype=np.uint8,
-)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,9 +382,6 @@ def video_rng(seed, split_index, video_index):
   return np.random.default_rng(np.random.SeedSequence([seed, split_index, video_index]))
 
 
-def colorize(labels):
-  """Label maps `[..., H, W]` -> RGB uint8 with `PALETTE` (0 = black)."""
-  return PALETTE[np.asarray(labels) % len(PALETTE)]
 
 
 def check_args(train_videos, test_videos, frames, size, seed, supersample):
@@ -424,6 +403,9 @@ def check_args(train_videos, test_videos, frames, size, seed, supersample):
 
 def contact_sheet_row(video, frames_shown=4, scale=None):
   """One row: for `frames_shown` evenly spaced frames, frame | colourised labels."""
+  # The pybullet generator's palette and colouring (imported here: synthesize imports this module).
+  from copart_tf.data import synthesize
+
   size = video["frames"].shape[1]
   scale = scale or max(1, 128 // size)
   num = len(video["frames"])
@@ -432,7 +414,7 @@ def contact_sheet_row(video, frames_shown=4, scale=None):
   block = np.ones((scale, scale, 1), np.uint8)
   for t in picks:
     tiles.append(np.kron(video["frames"][t], block))
-    tiles.append(np.kron(colorize(video["parts"][t]), block))
+    tiles.append(np.kron(synthesize.colorize_parts(video["parts"][t]), block))
   while len(tiles) < 2 * frames_shown:
     tiles.append(np.zeros_like(tiles[0]))
   return np.concatenate(tiles, axis=1)
