@@ -91,6 +91,17 @@ POSE_PRIOR_RADIUS = flags.DEFINE_float(
   "Add a Gaussian of this many part standard deviations around each pose to its depth logits "
   "(0 = reference: no prior).",
 )
+WARP_SOURCE_PIXELS = flags.DEFINE_bool(
+  "warp_source_pixels",
+  _D.warp_source_pixels,
+  "Add the source frame moved by each part's motion to its decoded image, and the frame's median "
+  "colour to the background's (false = reference: every colour decoded from the latent maps).",
+)
+INITIAL_SCALE = flags.DEFINE_float(
+  "initial_scale",
+  _D.initial_scale,
+  "Scale every part's pose starts at, in (0.1, 1.9) (1 = reference: as large as the frame).",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

@@ -11,6 +11,7 @@ from absl.testing import parameterized
 
 from copart_tf.model import copart_model
 from copart_tf.model.copart_model import CoPartModel
+from copart_tf.model import transform_head as transform_head_lib
 from copart_tf.model.transform_head import TransformHead
 from copart_tf.ops import affine as affine_lib
 from copart_tf.ops import grid as grid_lib
@@ -129,6 +130,62 @@ class HeatmapShiftTest(tf.test.TestCase):
     grid = grid_lib.make_grid_np(16, 16)
     self.assertAllClose(shift[0, 0], grid[4, 3], atol=1e-3)
     self.assertAllClose(shift[1, 0] - shift[0, 0], [5 * 2 / 16, 6 * 2 / 16], atol=1e-3)
+
+  def test_initial_spread_separates_the_heatmap_centres(self):
+    head = TransformHead(num_parts=4, preset="tiny", shift_from="heatmap", initial_spread=0.5)
+    features = tf.zeros((1, 16, 16, 16))
+    head.build(features.shape)
+    shift = head(features)["shift"].numpy()[0]
+    distances = np.linalg.norm(shift[:, None] - shift[None], axis=-1)[np.triu_indices(4, 1)]
+    self.assertGreater(distances.min(), 0.2)  # flat heatmaps would put every part at (0, 0)
+    self.assertAllClose(shift, transform_head_lib.sunflower(4, 0.5), atol=0.1)
+
+  def test_initial_scale(self):
+    head = TransformHead(num_parts=3, preset="tiny", initial_scale=0.25)
+    scale = head(tf.zeros((2, 16, 16, 16)))["scale"].numpy()
+    self.assertAllClose(scale, np.full((2, 3, 2), 0.25), atol=1e-5)
+
+
+class PriorGradientTest(tf.test.TestCase):
+  def test_prior_moves_a_part_but_cannot_shrink_it(self):
+    pose = tf.Variable([[[[0.2, 0.0, 0.1], [0.0, 0.2, -0.1]]]], dtype=tf.float32)
+    with tf.GradientTape() as tape:
+      prior = copart_model.pose_log_prior(pose, SIZE, radius=1.0)
+      # Any loss that prefers a smaller or a moved blob.
+      loss = -tf.reduce_sum(tf.exp(prior)) + tf.reduce_sum(tf.exp(prior)[:, :4])
+    grad = tape.gradient(loss, pose).numpy()[0, 0]
+    self.assertAllEqual(grad[:, :2], np.zeros((2, 2)))
+    self.assertGreater(np.abs(grad[:, 2]).max(), 1e-3)
+
+
+class WarpSourcePixelsTest(tf.test.TestCase):
+  def _model(self, **kwargs):
+    keras.utils.set_random_seed(0)
+    model = CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, **kwargs)
+    model.build()
+    return model
+
+  def test_parts_start_as_the_source_and_the_background_as_its_median(self):
+    rng = np.random.default_rng(0)
+    images = np.broadcast_to(rng.random((2, 1, 1, 3)), (2, SIZE, SIZE, 3)).copy()
+    images[:, 10:14, 10:14] = [1.0, 0.0, 0.0]  # a small object on a plain background
+    out = self._model(warp_source_pixels=True)(tf.constant(images, tf.float32))
+    parts = out["part_images"].numpy()
+    self.assertAllClose(parts[..., 1, :], images, atol=1e-6)
+    self.assertAllClose(parts[..., 2, :], images, atol=1e-6)
+    self.assertAllClose(parts[..., 0, :], np.broadcast_to(images[:, :1, :1], images.shape), atol=1e-6)
+    # The paper's decoder draws every colour itself: no part starts as the source.
+    plain = self._model()(tf.constant(images, tf.float32))["part_images"].numpy()
+    self.assertGreater(np.abs(plain[..., 1, :] - images).mean(), 0.05)
+
+  def test_retargeted_part_shows_the_source_moved_by_the_pose_change(self):
+    model = self._model(warp_source_pixels=True, compose_warps=True)
+    images = np.tile(_blob(-0.3, 0.0), [1, 1, 1, 3])
+    source = tf.constant(np.stack([_pose(-0.3, 0.0), _pose(0.3, 0.3)])[None])
+    target = tf.constant(np.stack([_pose(0.1, 0.2), _pose(0.3, 0.3)])[None])
+    out = model._retarget(tf.constant(images), model.encode(images)["part_maps"], source, target, 1)
+    moved = out["part_images"].numpy()[0, ..., 1, 0]
+    self.assertAllClose(_centroid(moved), [0.1, 0.2], atol=0.03)
 
 
 if __name__ == "__main__":

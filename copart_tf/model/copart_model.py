@@ -97,6 +97,11 @@ def pose_log_prior(affines, size, radius):
   the background). With it, a pose carries its mask, and d(reconstruction)/d(pose) points along
   the part's motion from the first step.
   """
+  # The prior may move a part but not shrink it: the reconstruction's cheapest way to silence a
+  # part whose layer is still wrong is to shrink its pose until the scale saturates at its
+  # minimum (0.1, where tanh has no gradient left; measured on sprites: every scale at 0.100 by
+  # step 100, masks frozen as a 3 px blob). The extent A is set by the rotation/scale loss.
+  affines = tf.concat([tf.stop_gradient(affines[..., :2]), affines[..., 2:]], axis=-1)
   grid = grid_lib.make_grid(size, size, affines.dtype)  # [S, S, 2]
   inverse = affine_lib.invert(affines)  # [B, K, 2, 3] image -> canonical
   canonical = tf.einsum("bkij,hwj->bhwki", inverse[..., :2], grid) + inverse[:, None, None, :, :, 2]
@@ -155,6 +160,10 @@ class CoPartModel(keras.Model):
       deviations around each pose) to the part's depth logits; 0 = the paper (no prior).
     shift_from: "regression" (the reference: part centres regressed from flattened features) or
       "heatmap" (soft-argmax of a per-part heatmap; see `TransformHead`).
+    warp_source_pixels: add to every part's decoded image the source frame moved by the part's
+      motion, and to the background's its mean colour (`_pixel_skip`); False = the paper (all
+      colours decoded from the latent maps).
+    initial_scale: the scale every part's pose starts at (`TransformHead`); 1 = the paper.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -178,6 +187,8 @@ class CoPartModel(keras.Model):
     auxiliary_warmup_steps=0,
     pose_prior_radius=0.0,
     shift_from="regression",
+    warp_source_pixels=False,
+    initial_scale=1.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -211,6 +222,8 @@ class CoPartModel(keras.Model):
     self.auxiliary_warmup_steps = int(auxiliary_warmup_steps)
     self.pose_prior_radius = float(pose_prior_radius)
     self.shift_from = shift_from
+    self.warp_source_pixels = bool(warp_source_pixels)
+    self.initial_scale = float(initial_scale)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -222,9 +235,13 @@ class CoPartModel(keras.Model):
       self.preset,
       initial_spread=self.initial_spread,
       shift_from=shift_from,
+      initial_scale=self.initial_scale,
       name="transform_head",
     )
-    self.decoder = PartDecoder(self.preset, name="decoder")
+    # With warp_source_pixels the decoded colours are a residual on top of the moved pixels.
+    self.decoder = PartDecoder(
+      self.preset, image_bias=0.0 if self.warp_source_pixels else 0.5, name="decoder"
+    )
     self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_TERMS}
     # Not a loss: the global gradient norm, logged as train/grad_norm (spots instabilities).
     self.grad_norm_tracker = keras.metrics.Mean(name="grad_norm")
@@ -259,6 +276,8 @@ class CoPartModel(keras.Model):
       "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
       "pose_prior_radius": self.pose_prior_radius,
       "shift_from": self.shift_from,
+      "warp_source_pixels": self.warp_source_pixels,
+      "initial_scale": self.initial_scale,
       **self.loss_weights,
     }
 
@@ -301,6 +320,37 @@ class CoPartModel(keras.Model):
   def _warp_parts(self, folded_maps, affines_out_to_in):
     """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
     return warp_lib.warp_affine(folded_maps, tf.reshape(affines_out_to_in, [-1, 2, 3]))
+
+  def _pixel_skip(self, images, part_motion=None):
+    """The pixels added to the decoded part images with `warp_source_pixels`.
+
+    Why: the decoder has to learn every colour from scratch, and a flat background colour that
+    varies per video took it hundreds of steps (capacity check on sprites with colourful
+    backgrounds: autoencoder L1 0.099 after 300 steps vs 0.0099 on grey ones), so no part's layer
+    ever showed its object before the background had won. With the source's own pixels moved by
+    the part's motion, a part whose pose follows its object shows that object from the first
+    step; the decoder adds a residual, and the depth decides which layer is seen. The background
+    gets only the frame's per-channel median colour (exact on a plain background while the
+    object covers less than half the frame): it must not start as a copy of the source, whose
+    objects would then sit at their old places in every retargeted frame.
+
+    Args:
+      images: source frames `[B, S, S, 3]`.
+      part_motion: `[B, K, 2, 3]` output -> input maps of the parts' pixels, or None (not moved).
+
+    Returns:
+      `[B + B*K, S, S, 3]`: background rows first, then the parts folded into the batch.
+    """
+    k = self.num_parts
+    shape = tf.shape(images)
+    pixels = tf.sort(tf.reshape(images, [shape[0], -1, 3]), axis=1)
+    median = pixels[:, shape[1] * shape[2] // 2]  # [B, 3] per-channel median colour
+    background = tf.broadcast_to(median[:, None, None, :], shape)
+    if part_motion is None:
+      parts = tf.repeat(images, k, axis=0)
+    else:
+      parts = warp_lib.warp_affine(tf.repeat(images, k, axis=0), tf.reshape(part_motion, [-1, 2, 3]))
+    return tf.concat([background, parts], axis=0)
 
   def _decode(self, folded_maps):
     """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`)."""
@@ -358,6 +408,8 @@ class CoPartModel(keras.Model):
     fg_latents, coverage = tf.split(fg, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], fg_latents], axis=0)
     part_images, depth = self._decode(latents)
+    if self.warp_source_pixels:
+      part_images += self._pixel_skip(images)
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -395,7 +447,7 @@ class CoPartModel(keras.Model):
     batch = tf.shape(source_images)[0]
     src = self.encode(source_images)
     drv = self.encode(driving_images, part_maps=False)
-    out = self._retarget(src["part_maps"], src["affines"], drv["affines"], batch)
+    out = self._retarget(source_images, src["part_maps"], src["affines"], drv["affines"], batch)
     masks, image = self.assemble(out["part_images"], out["depth"])
     return {
       "image": image,
@@ -403,18 +455,19 @@ class CoPartModel(keras.Model):
       "part_labels": tf.argmax(out["depth"], axis=-1, output_type=tf.int32),
     }
 
-  def _retarget(self, maps, source_affines, target_affines, batch):
+  def _retarget(self, images, maps, source_affines, target_affines, batch):
     k = self.num_parts
     fg = _with_coverage(_to_parts(maps[..., 1:, :]))
+    motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
     if self.compose_warps:
-      moved = self._warp_parts(
-        fg, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
-      )
+      moved = self._warp_parts(fg, motion)
     else:
       canonical = self._warp_parts(fg, source_affines)
       moved = self._warp_parts(canonical, affine_lib.invert(target_affines))
     moved, coverage = tf.split(moved, [self.preset.latent_channels, 1], axis=-1)
     part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0))
+    if self.warp_source_pixels:
+      part_images += self._pixel_skip(images, motion)
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -478,6 +531,13 @@ class CoPartModel(keras.Model):
     warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], warped], axis=0)
     part_images, depth = self._decode(latents)
+    if self.warp_source_pixels:
+      skip = self._pixel_skip(source)
+      moved = self._pixel_skip(
+        source, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
+      )
+      canonical = self._pixel_skip(source, source_affines)
+      part_images += tf.concat([skip, moved[batch:], canonical[batch:]], axis=0)
     n = batch * k
     # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
     bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)
@@ -506,6 +566,7 @@ class CoPartModel(keras.Model):
       "target_reconstruction": target_rec_image,
       "source_masks": source_masks,
       "target_masks": target_masks,
+      "target_part_images": tgt_images,
       "canonical_masks": canonical_masks,
       "source_affines": source_affines,
       "target_affines": target_affines,

@@ -25,9 +25,10 @@ class PartDecoder(keras.layers.Layer):
   (TensorShape([6, 64, 64, 3]), TensorShape([6, 64, 64, 1]))
   """
 
-  def __init__(self, preset="small", **kwargs):
+  def __init__(self, preset="small", image_bias=0.5, **kwargs):
     super().__init__(**kwargs)
     self.preset = get_preset(preset)
+    self.image_bias = float(image_bias)
     p = self.preset
     shuffle = p.decoder_pixel_shuffle
     upsampling = shuffle if shuffle else 2 ** (len(p.decoder_channels) - 1)
@@ -55,7 +56,12 @@ class PartDecoder(keras.layers.Layer):
     # dark (measured: autoencoder L1 0.066 -> 0.032 after 200 steps). Depth logits start at 0.
     self.out = keras.layers.Dense(
       4 * max(shuffle, 1) ** 2,
-      bias_initializer=keras.initializers.Constant([0.5, 0.5, 0.5, 0.0] * max(shuffle, 1) ** 2),
+      # A residual decoder (image_bias 0, see CoPartModel.warp_source_pixels) starts at exactly
+      # zero: the pixels it is added to are already right where the poses are.
+      kernel_initializer="glorot_uniform" if self.image_bias else "zeros",
+      bias_initializer=keras.initializers.Constant(
+        ([self.image_bias] * 3 + [0.0]) * max(shuffle, 1) ** 2
+      ),
       name="out",
       # float32 under a mixed precision policy too: the softmax masks, the assembly and the
       # losses consume these outputs.

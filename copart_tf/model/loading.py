@@ -67,6 +67,8 @@ def model_from_run_config(config, part_names=None):
     auxiliary_warmup_steps=config.get("auxiliary_warmup_steps", 0),
     pose_prior_radius=config.get("pose_prior_radius", 0.0),
     shift_from=config.get("shift_from", "regression"),
+    warp_source_pixels=config.get("warp_source_pixels", False),
+    initial_scale=config.get("initial_scale", 1.0),
     perceptual_loss="none",  # inference only: the loss is never evaluated
     part_names=part_names,
     **weights,

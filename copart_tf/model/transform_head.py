@@ -30,13 +30,17 @@ class TransformHead(keras.layers.Layer):
 
   Strided convs -> flatten -> hidden dense -> three linear heads per part (DESIGN.md §3):
   - rotation (c, s): bias initialised to (1, 0), normalised to unit length;
-  - scale: pre-activation z initialised to 0, scale = 0.9 tanh(z) + 1 in (0.1, 1.9), starting at 1;
+  - scale: pre-activation z, scale = 0.9 tanh(z) + 1 in (0.1, 1.9), starting at `initial_scale`;
   - shift: zero kernel, no activation (the part centre in normalised image coordinates); its bias
     is zero as in the reference, or, with `initial_spread` > 0, the K points of a sunflower
     (Fibonacci) disc of that radius, so the parts start at distinct places (see `sunflower`).
     With `shift_from="heatmap"` the centre is instead the expected position under a softmax
     heatmap per part (a 3x3 conv on the features, softmax over the feature grid, one grid of
-    `copart_tf.ops.grid`); `initial_spread` then has no effect.
+    `copart_tf.ops.grid`); `initial_spread` then places a trainable Gaussian bump per part on
+    the heatmap logits instead.
+  - `initial_scale`: the scale every part starts at (1 = the reference, a part as large as the
+    frame). A smaller start gives each part a local mask whose position the reconstruction can
+    correct from the first step (see `CoPartModel` pose_prior_radius).
 
   Scale convention. DESIGN.md §3 writes the reference's parametrisation as 1 / (0.9 tanh z + 1),
   range (0.53, 10): that is the zoom of the image -> canonical map T^-1. The canonical -> image
@@ -51,7 +55,13 @@ class TransformHead(keras.layers.Layer):
   """
 
   def __init__(
-    self, num_parts, preset="small", initial_spread=0.0, shift_from="regression", **kwargs
+    self,
+    num_parts,
+    preset="small",
+    initial_spread=0.0,
+    shift_from="regression",
+    initial_scale=1.0,
+    **kwargs,
   ):
     super().__init__(**kwargs)
     if shift_from not in ("regression", "heatmap"):
@@ -80,8 +90,15 @@ class TransformHead(keras.layers.Layer):
       name="rotation",
       dtype="float32",
     )
+    if not 0.1 < initial_scale < 1.9:
+      raise ValueError(f"initial_scale must be in (0.1, 1.9), got {initial_scale}")
+    self.initial_scale = float(initial_scale)
     self.scale = keras.layers.Dense(
-      2 * k, kernel_initializer="zeros", name="scale", dtype="float32"
+      2 * k,
+      kernel_initializer="zeros",
+      bias_initializer=keras.initializers.Constant(np.arctanh((self.initial_scale - 1.0) / 0.9)),
+      name="scale",
+      dtype="float32",
     )
     self.initial_spread = float(initial_spread)
     # shift_from="heatmap": t_k is the soft-argmax (expected position) of a per-part heatmap over
@@ -125,6 +142,20 @@ class TransformHead(keras.layers.Layer):
       self.shift.build(hidden)
     if self.heatmap is not None:
       self.heatmap.build(tuple(input_shape))
+      # A trainable start position per part: a Gaussian bump (std 0.25) on the sunflower point of
+      # `initial_spread`, added to the heatmap logits. Zero spread = flat = every part at the
+      # centre, interchangeable (see `sunflower`).
+      h, w = input_shape[1], input_shape[2]
+      grid = grid_lib.make_grid(h, w, "float32").numpy().reshape(-1, 1, 2)
+      k = self.num_parts
+      centres = sunflower(k, self.initial_spread)[None]
+      bump = -np.sum((grid - centres) ** 2, axis=-1) / (2 * 0.25**2)
+      self.heatmap_bias = self.add_weight(
+        shape=(h * w, k),
+        initializer=keras.initializers.Constant(bump if self.initial_spread > 0 else 0.0),
+        name="heatmap_bias",
+        dtype="float32",
+      )
     self.built = True
 
   def call(self, features):
@@ -142,7 +173,7 @@ class TransformHead(keras.layers.Layer):
     else:
       logits = self.heatmap(tf.cast(features, tf.float32))  # [B, h, w, K]
       shape = tf.shape(logits)
-      pdf = tf.nn.softmax(tf.reshape(logits, [shape[0], -1, k]), axis=1)
+      pdf = tf.nn.softmax(tf.reshape(logits, [shape[0], -1, k]) + self.heatmap_bias, axis=1)
       grid = tf.reshape(grid_lib.make_grid(shape[1], shape[2], pdf.dtype), [-1, 2])
       shift = tf.einsum("bnk,nc->bkc", pdf, grid)
     return {

@@ -38,6 +38,8 @@ class TrainConfig:
   auxiliary_warmup_steps: int = 0
   pose_prior_radius: float = 0.0
   shift_from: str = "regression"
+  warp_source_pixels: bool = False
+  initial_scale: float = 1.0
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -82,6 +84,8 @@ class TrainConfig:
       raise ConfigError(f"--background_on={self.background_on!r}: retarget or both")
     if self.shift_from not in ("regression", "heatmap"):
       raise ConfigError(f"--shift_from={self.shift_from!r}: regression or heatmap")
+    if not 0.1 < self.initial_scale < 1.9:
+      raise ConfigError(f"--initial_scale={self.initial_scale}: must be in (0.1, 1.9)")
     if self.pose_prior_radius < 0:
       raise ConfigError(f"--pose_prior_radius={self.pose_prior_radius}: must be >= 0")
     if self.on_bad_frame not in ("fail", "skip"):
@@ -112,6 +116,8 @@ class TrainConfig:
       "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
       "pose_prior_radius": self.pose_prior_radius,
       "shift_from": self.shift_from,
+      "warp_source_pixels": self.warp_source_pixels,
+      "initial_scale": self.initial_scale,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
