@@ -10,8 +10,8 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from copart_tf.model import copart_model
-from copart_tf.model.copart_model import CoPartModel
 from copart_tf.model import transform_head as transform_head_lib
+from copart_tf.model.copart_model import CoPartModel
 from copart_tf.model.transform_head import TransformHead
 from copart_tf.ops import affine as affine_lib
 from copart_tf.ops import grid as grid_lib
@@ -173,7 +173,9 @@ class WarpSourcePixelsTest(tf.test.TestCase):
     parts = out["part_images"].numpy()
     self.assertAllClose(parts[..., 1, :], images, atol=1e-6)
     self.assertAllClose(parts[..., 2, :], images, atol=1e-6)
-    self.assertAllClose(parts[..., 0, :], np.broadcast_to(images[:, :1, :1], images.shape), atol=1e-6)
+    self.assertAllClose(
+      parts[..., 0, :], np.broadcast_to(images[:, :1, :1], images.shape), atol=1e-6
+    )
     # The paper's decoder draws every colour itself: no part starts as the source.
     plain = self._model()(tf.constant(images, tf.float32))["part_images"].numpy()
     self.assertGreater(np.abs(plain[..., 1, :] - images).mean(), 0.05)

@@ -18,9 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from copart_tf.data import ground_truth
-from copart_tf.data import sprites
-from copart_tf.data import video_io
+from copart_tf.data import ground_truth, sprites, video_io
 from copart_tf.evaluation import metrics
 from copart_tf.inference import Segmenter
 
@@ -82,7 +80,7 @@ class LearningTest(tf.test.TestCase):
         frames = np.stack([video_io.read_image(f) for f in video_io.list_frame_files(video)])
         truth = ground_truth.read_ground_truth(os.path.join(data, "labels", "test", name + ".npz"))
         pred = segmenter.segment(frames)["part_labels"]
-        for p, g in zip(pred, truth["parts"]):
+        for p, g in zip(pred, truth["parts"], strict=True):
           ious.append(metrics.foreground_iou(p, g))
           purities.append(_majority_purity(p, g))
       foreground_iou, purity = float(np.mean(ious)), float(np.mean(purities))

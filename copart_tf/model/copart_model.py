@@ -349,7 +349,9 @@ class CoPartModel(keras.Model):
     if part_motion is None:
       parts = tf.repeat(images, k, axis=0)
     else:
-      parts = warp_lib.warp_affine(tf.repeat(images, k, axis=0), tf.reshape(part_motion, [-1, 2, 3]))
+      parts = warp_lib.warp_affine(
+        tf.repeat(images, k, axis=0), tf.reshape(part_motion, [-1, 2, 3])
+      )
     return tf.concat([background, parts], axis=0)
 
   def _decode(self, folded_maps):
