@@ -161,7 +161,7 @@ class CoPartModel(keras.Model):
     shift_from: "regression" (the reference: part centres regressed from flattened features) or
       "heatmap" (soft-argmax of a per-part heatmap; see `TransformHead`).
     warp_source_pixels: add to every part's decoded image the source frame moved by the part's
-      motion, and to the background's its mean colour (`_pixel_skip`); False = the paper (all
+      motion, and to the background's its median colour (`_pixel_skip`); False = the paper (all
       colours decoded from the latent maps).
     initial_scale: the scale every part's pose starts at (`TransformHead`); 1 = the paper.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
@@ -321,7 +321,7 @@ class CoPartModel(keras.Model):
     """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
     return warp_lib.warp_affine(folded_maps, tf.reshape(affines_out_to_in, [-1, 2, 3]))
 
-  def _pixel_skip(self, images, part_motion=None):
+  def _pixel_skip(self, images, part_motion=(None,)):
     """The pixels added to the decoded part images with `warp_source_pixels`.
 
     Why: the decoder has to learn every colour from scratch, and a flat background colour that
@@ -336,23 +336,25 @@ class CoPartModel(keras.Model):
 
     Args:
       images: source frames `[B, S, S, 3]`.
-      part_motion: `[B, K, 2, 3]` output -> input maps of the parts' pixels, or None (not moved).
+      part_motion: a sequence of `[B, K, 2, 3]` output -> input maps of the parts' pixels, or
+        None (not moved), one per group of part images decoded together.
 
     Returns:
-      `[B + B*K, S, S, 3]`: background rows first, then the parts folded into the batch.
+      `[B + G*B*K, S, S, 3]`: background rows first, then each group's parts folded into the
+      batch (the order of `forward_pair`'s single decoder call).
     """
-    k = self.num_parts
     shape = tf.shape(images)
     pixels = tf.sort(tf.reshape(images, [shape[0], -1, 3]), axis=1)
     median = pixels[:, shape[1] * shape[2] // 2]  # [B, 3] per-channel median colour
     background = tf.broadcast_to(median[:, None, None, :], shape)
-    if part_motion is None:
-      parts = tf.repeat(images, k, axis=0)
-    else:
-      parts = warp_lib.warp_affine(
-        tf.repeat(images, k, axis=0), tf.reshape(part_motion, [-1, 2, 3])
-      )
-    return tf.concat([background, parts], axis=0)
+    return tf.concat([background] + [self._moved_pixels(images, m) for m in part_motion], axis=0)
+
+  def _moved_pixels(self, images, motion):
+    """`[B, S, S, 3]` frames moved by `[B, K, 2, 3]` part motions (None: not moved) -> `[B*K, S, S, 3]`."""
+    parts = tf.repeat(images, self.num_parts, axis=0)
+    if motion is None:
+      return parts
+    return warp_lib.warp_affine(parts, tf.reshape(motion, [-1, 2, 3]))
 
   def _decode(self, folded_maps):
     """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`)."""
@@ -469,7 +471,7 @@ class CoPartModel(keras.Model):
     moved, coverage = tf.split(moved, [self.preset.latent_channels, 1], axis=-1)
     part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0))
     if self.warp_source_pixels:
-      part_images += self._pixel_skip(images, motion)
+      part_images += self._pixel_skip(images, [motion])
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -534,12 +536,8 @@ class CoPartModel(keras.Model):
     latents = tf.concat([maps[..., 0, :], warped], axis=0)
     part_images, depth = self._decode(latents)
     if self.warp_source_pixels:
-      skip = self._pixel_skip(source)
-      moved = self._pixel_skip(
-        source, affine_lib.compose(source_affines, affine_lib.invert(target_affines))
-      )
-      canonical = self._pixel_skip(source, source_affines)
-      part_images += tf.concat([skip, moved[batch:], canonical[batch:]], axis=0)
+      motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
+      part_images += self._pixel_skip(source, [None, motion, source_affines])
     n = batch * k
     # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
     bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)
@@ -568,7 +566,6 @@ class CoPartModel(keras.Model):
       "target_reconstruction": target_rec_image,
       "source_masks": source_masks,
       "target_masks": target_masks,
-      "target_part_images": tgt_images,
       "canonical_masks": canonical_masks,
       "source_affines": source_affines,
       "target_affines": target_affines,
