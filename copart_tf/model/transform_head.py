@@ -146,7 +146,7 @@ class TransformHead(keras.layers.Layer):
       # `initial_spread`, added to the heatmap logits. Zero spread = flat = every part at the
       # centre, interchangeable (see `sunflower`).
       h, w = input_shape[1], input_shape[2]
-      grid = grid_lib.make_grid(h, w, "float32").numpy().reshape(-1, 1, 2)
+      grid = grid_lib.make_grid_np(h, w).reshape(-1, 1, 2)
       k = self.num_parts
       centres = sunflower(k, self.initial_spread)[None]
       bump = -np.sum((grid - centres) ** 2, axis=-1) / (2 * 0.25**2)
