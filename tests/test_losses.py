@@ -222,26 +222,6 @@ class ConcentrationLossTest(tf.test.TestCase, parameterized.TestCase):
     )
 
 
-class PartUsageEntropyTest(tf.test.TestCase):
-  def test_one_part_is_zero_and_an_even_split_is_log_k(self):
-    shape = np.zeros((8, 8))
-    shape[2:6, 2:6] = 1.0
-    left, right = shape.copy(), shape.copy()
-    left[:, 4:] = 0.0
-    right[:, :4] = 0.0
-    empty = np.zeros((8, 8))
-    one = concentration_lib.part_usage_entropy(_stack_masks(shape, empty, empty))
-    split = concentration_lib.part_usage_entropy(_stack_masks(left, right, empty))
-    self.assertAllClose(one, 0.0, atol=1e-5)
-    self.assertAllClose(split, np.log(2.0), atol=1e-5)
-    # Scale-free: the same split at a tenth of the mass costs the same.
-    self.assertAllClose(
-      concentration_lib.part_usage_entropy(_stack_masks(0.1 * left, 0.1 * right, empty)),
-      np.log(2.0),
-      atol=1e-4,
-    )
-
-
 class BackgroundLossTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(
     ("k1", 1, 0.5, 0.5), ("k4", 4, 0.5, 0.5), ("k3_vox", 3, 0.05, 0.05)

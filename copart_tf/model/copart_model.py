@@ -32,8 +32,6 @@ DEFAULT_LOSS_WEIGHTS = {
   "equivariance": 0.02,
   "concentration": 0.35,
   "canonical_concentration": 0.035,
-  # Not in the paper (0 = off): see concentration.part_usage_entropy.
-  "part_entropy": 0.0,
 }
 
 LOSS_TERMS = (
@@ -49,7 +47,6 @@ LOSS_TERMS = (
   "equivariance",
   "concentration",
   "canonical_concentration",
-  "part_entropy",
 )
 
 
@@ -632,7 +629,6 @@ class CoPartModel(keras.Model):
       outputs["source_masks"][..., 1:], eps
     ) + concentration_lib.concentration_loss(fg_target, eps)
     canonical = concentration_lib.canonical_concentration_loss(outputs["canonical_masks"], eps)
-    part_entropy = concentration_lib.part_usage_entropy(fg_target, eps)
     auxiliary = (
       background
       + w["translation"] * translation
@@ -640,7 +636,6 @@ class CoPartModel(keras.Model):
       + w["equivariance"] * equivariance
       + w["concentration"] * concentration
       + w["canonical_concentration"] * canonical
-      + w["part_entropy"] * part_entropy
     )
     if self.auxiliary_warmup_steps > 0 and self.optimizer is not None:
       ramp = tf.cast(self.optimizer.iterations, auxiliary.dtype) / self.auxiliary_warmup_steps
@@ -660,7 +655,6 @@ class CoPartModel(keras.Model):
       "equivariance": equivariance,
       "concentration": concentration,
       "canonical_concentration": canonical,
-      "part_entropy": part_entropy,
     }
 
   def _warp_affines_for(self, data, batch):
