@@ -859,27 +859,15 @@ def run_ladder(args):
 def main(argv=None, prog=None):
   args = parse_args(sys.argv[1:] if argv is None else argv, prog)
   results = run_ladder(args)
+  from copart_tf.evaluation.evaluator import to_jsonable
+
   os.makedirs(os.path.dirname(args.json_out), exist_ok=True)
   with open(args.json_out, "w") as f:
-    json.dump(_jsonable(results), f, indent=2, allow_nan=False)
+    json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
     f.write("\n")
   print(results["table"], flush=True)
   print(f"JSON: {args.json_out}", flush=True)
   return 0
-
-
-def _jsonable(value):
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, list | tuple):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist())
-  if isinstance(value, np.integer):
-    return int(value)
-  if isinstance(value, np.floating | float):
-    return float(value) if np.isfinite(value) else None
-  return value
 
 
 if __name__ == "__main__":
