@@ -56,7 +56,9 @@ PERCEPTUAL_FALLBACK = flags.DEFINE_string(
 EXPORT_DIR = flags.DEFINE_string(
   "export_dir", _D.export_dir, "Export base dir for the SavedModel at the end (empty = none)."
 )
-SEED = flags.DEFINE_integer("seed", _D.seed, "Seed of data sampling, augmentation and warps.")
+SEED = flags.DEFINE_integer(
+  "seed", _D.seed, "Seed of the initial weights, data sampling, augmentation and warps."
+)
 COMPOSE_WARPS = flags.DEFINE_bool(
   "compose_warps", _D.compose_warps, "Warp latent maps once with composed transforms."
 )

@@ -296,6 +296,9 @@ def train(config, stop_after_steps=None):
       config_lib.TrainConfig.from_json_file(config_path), config, config.model_dir
     )
 
+  # Initial weights and Keras' random layers come from --seed, like the data pipeline: the same
+  # command on the same machine starts from the same model (issue 19 §2).
+  keras.utils.set_random_seed(config.seed)
   model, optimizer, perceptual = build_model(config, strategy)
   write_dir = None
   if not chief:  # saves like the chief (collectives), into a throw-away dir (TF's MWMS guide)
