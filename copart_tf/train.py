@@ -104,6 +104,12 @@ INITIAL_SCALE = flags.DEFINE_float(
   _D.initial_scale,
   "Scale every part's pose starts at, in (0.1, 1.9) (1 = reference: as large as the frame).",
 )
+DETACH_BACKGROUND_POSES = flags.DEFINE_bool(
+  "detach_background_poses",
+  _D.detach_background_poses,
+  "The background terms see the pose prior and coverage as constants: they shape masks through "
+  "the decoded depth only and cannot push parts out of the frame (false = reference).",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

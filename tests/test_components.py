@@ -165,17 +165,18 @@ class WarpSourcePixelsTest(tf.test.TestCase):
     model.build()
     return model
 
-  def test_parts_start_as_the_source_and_the_background_as_its_median(self):
+  def test_parts_start_as_the_source_and_the_background_as_its_row_medians(self):
     rng = np.random.default_rng(0)
-    images = np.broadcast_to(rng.random((2, 1, 1, 3)), (2, SIZE, SIZE, 3)).copy()
-    images[:, 10:14, 10:14] = [1.0, 0.0, 0.0]  # a small object on a plain background
+    background = np.broadcast_to(rng.random((2, 1, 1, 3)), (2, SIZE, SIZE, 3)).copy()
+    background[:, 20:] = rng.random((2, 1, 1, 3))  # a floor below a wall
+    images = background.copy()
+    images[:, 10:14, 10:14] = [1.0, 0.0, 0.0]  # a small object on each
+    images[:, 22:26, 3:9] = [0.0, 0.0, 1.0]
     out = self._model(warp_source_pixels=True)(tf.constant(images, tf.float32))
     parts = out["part_images"].numpy()
     self.assertAllClose(parts[..., 1, :], images, atol=1e-6)
     self.assertAllClose(parts[..., 2, :], images, atol=1e-6)
-    self.assertAllClose(
-      parts[..., 0, :], np.broadcast_to(images[:, :1, :1], images.shape), atol=1e-6
-    )
+    self.assertAllClose(parts[..., 0, :], background, atol=1e-6)
     # The paper's decoder draws every colour itself: no part starts as the source.
     plain = self._model()(tf.constant(images, tf.float32))["part_images"].numpy()
     self.assertGreater(np.abs(plain[..., 1, :] - images).mean(), 0.05)
@@ -188,6 +189,39 @@ class WarpSourcePixelsTest(tf.test.TestCase):
     out = model._retarget(tf.constant(images), model.encode(images)["part_maps"], source, target, 1)
     moved = out["part_images"].numpy()[0, ..., 1, 0]
     self.assertAllClose(_centroid(moved), [0.1, 0.2], atol=0.03)
+
+
+class DetachBackgroundPosesTest(parameterized.TestCase, tf.test.TestCase):
+  @parameterized.parameters(True, False)
+  def test_background_terms_see_the_pose_prior_as_a_constant(self, detach):
+    keras.utils.set_random_seed(0)
+    model = CoPartModel(
+      num_parts=2,
+      preset="tiny",
+      image_size=SIZE,
+      compose_warps=True,
+      pose_prior_radius=1.0,
+      warp_source_pixels=True,
+      detach_background_poses=detach,
+    )
+    model.build()
+    rng = np.random.default_rng(0)
+    source, target = (tf.constant(rng.random((2, SIZE, SIZE, 3)), tf.float32) for _ in range(2))
+    warp = tf.constant(np.tile(_pose(0.0, 0.0, 1.0), [2, 1, 1]))
+    head = model.transform_head.trainable_variables
+    weights = tf.constant(rng.random((2, SIZE, SIZE, 3)), tf.float32)  # breaks the symmetry
+    with tf.GradientTape() as tape:
+      out = model.forward_pair(source, target, warp)
+      seen = tf.nn.softmax(out["background_depth"], axis=-1)
+      used = out["target_masks"]
+      gap = tf.reduce_sum((used - seen) * weights)
+    self.assertAllClose(seen, used, atol=1e-6)  # the same masks, only the gradients differ
+    difference = tape.gradient(gap, head)
+    norm = float(tf.linalg.global_norm([g for g in difference if g is not None]))
+    if detach:
+      self.assertGreater(norm, 1e-3)  # the prior and coverage paths into the poses are cut
+    else:
+      self.assertEqual(norm, 0.0)
 
 
 if __name__ == "__main__":

@@ -161,9 +161,15 @@ class CoPartModel(keras.Model):
     shift_from: "regression" (the reference: part centres regressed from flattened features) or
       "heatmap" (soft-argmax of a per-part heatmap; see `TransformHead`).
     warp_source_pixels: add to every part's decoded image the source frame moved by the part's
-      motion, and to the background's its median colour (`_pixel_skip`); False = the paper (all
+      motion, and to the background's its row medians (`_pixel_skip`); False = the paper (all
       colours decoded from the latent maps).
     initial_scale: the scale every part's pose starts at (`TransformHead`); 1 = the paper.
+    detach_background_poses: the background terms see the pose prior and the coverage as
+      constants, so they shape the masks through the decoded depth only. Why: a part can lower
+      its foreground mass by moving its pose out of the frame (the coverage and the prior then
+      cut its mask), and the background terms pushed every part that did not yet explain an
+      object there (measured on the 128 px humanoid: all 10 parts parked on the top edge by
+      step 600). False = the paper.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -189,6 +195,7 @@ class CoPartModel(keras.Model):
     shift_from="regression",
     warp_source_pixels=False,
     initial_scale=1.0,
+    detach_background_poses=False,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -224,6 +231,7 @@ class CoPartModel(keras.Model):
     self.shift_from = shift_from
     self.warp_source_pixels = bool(warp_source_pixels)
     self.initial_scale = float(initial_scale)
+    self.detach_background_poses = bool(detach_background_poses)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -278,6 +286,7 @@ class CoPartModel(keras.Model):
       "shift_from": self.shift_from,
       "warp_source_pixels": self.warp_source_pixels,
       "initial_scale": self.initial_scale,
+      "detach_background_poses": self.detach_background_poses,
       **self.loss_weights,
     }
 
@@ -330,9 +339,11 @@ class CoPartModel(keras.Model):
     ever showed its object before the background had won. With the source's own pixels moved by
     the part's motion, a part whose pose follows its object shows that object from the first
     step; the decoder adds a residual, and the depth decides which layer is seen. The background
-    gets only the frame's per-channel median colour (exact on a plain background while the
-    object covers less than half the frame): it must not start as a copy of the source, whose
-    objects would then sit at their old places in every retargeted frame.
+    gets each row's per-channel median colour (exact on a plain background, and on a floor below
+    a wall, while the objects cover less than half of every row): it must not start as a copy of
+    the source, whose objects would then sit at their old places in every retargeted frame. A
+    single median colour for the whole frame left the wall of the 128 px humanoid scenes to the
+    parts: they all moved onto it (measured: every part on the top edge by step 200).
 
     Args:
       images: source frames `[B, S, S, 3]`.
@@ -344,9 +355,8 @@ class CoPartModel(keras.Model):
       batch (the order of `forward_pair`'s single decoder call).
     """
     shape = tf.shape(images)
-    pixels = tf.sort(tf.reshape(images, [shape[0], -1, 3]), axis=1)
-    median = pixels[:, shape[1] * shape[2] // 2]  # [B, 3] per-channel median colour
-    background = tf.broadcast_to(median[:, None, None, :], shape)
+    median = tf.sort(images, axis=2)[:, :, shape[2] // 2]  # [B, S, 3] per row and channel
+    background = tf.broadcast_to(median[:, :, None, :], shape)
     return tf.concat([background] + [self._moved_pixels(images, m) for m in part_motion], axis=0)
 
   def _moved_pixels(self, images, motion):
@@ -356,9 +366,15 @@ class CoPartModel(keras.Model):
       return parts
     return warp_lib.warp_affine(parts, tf.reshape(motion, [-1, 2, 3]))
 
-  def _decode(self, folded_maps):
-    """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`)."""
-    return self.decoder(folded_maps)
+  def _decode(self, folded_maps, images, part_motion=(None,)):
+    """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`).
+
+    With `warp_source_pixels`, the part images get `_pixel_skip(images, part_motion)` added.
+    """
+    part_images, depth = self.decoder(folded_maps)
+    if self.warp_source_pixels:
+      part_images += self._pixel_skip(images, part_motion)
+    return part_images, depth
 
   @staticmethod
   def assemble(part_images, depth):
@@ -411,9 +427,7 @@ class CoPartModel(keras.Model):
       fg = self._warp_parts(canonical, affine_lib.invert(enc["affines"]))
     fg_latents, coverage = tf.split(fg, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], fg_latents], axis=0)
-    part_images, depth = self._decode(latents)
-    if self.warp_source_pixels:
-      part_images += self._pixel_skip(images)
+    part_images, depth = self._decode(latents, images)
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -469,9 +483,7 @@ class CoPartModel(keras.Model):
       canonical = self._warp_parts(fg, source_affines)
       moved = self._warp_parts(canonical, affine_lib.invert(target_affines))
     moved, coverage = tf.split(moved, [self.preset.latent_channels, 1], axis=-1)
-    part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0))
-    if self.warp_source_pixels:
-      part_images += self._pixel_skip(images, [motion])
+    part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0), images, [motion])
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -534,10 +546,8 @@ class CoPartModel(keras.Model):
     warped = self._training_warps(maps, source_affines, target_affines)
     warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], warped], axis=0)
-    part_images, depth = self._decode(latents)
-    if self.warp_source_pixels:
-      motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
-      part_images += self._pixel_skip(source, [None, motion, source_affines])
+    motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
+    part_images, depth = self._decode(latents, source, [None, motion, source_affines])
     n = batch * k
     # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
     bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)
@@ -548,6 +558,11 @@ class CoPartModel(keras.Model):
     src_cov, tgt_cov, can_cov = tf.split(coverage, 3, axis=0)
     identity = affine_lib.identity([batch, k], source_affines.dtype)
     src_depth = self._foreground_depth(src_depth, src_cov, source_affines, batch)
+    if self.detach_background_poses:
+      # The depth the background terms see: the pose-dependent prior and coverage as constants.
+      background_view = self._foreground_depth(
+        tgt_depth, tf.stop_gradient(tgt_cov), tf.stop_gradient(target_affines), batch
+      )
     tgt_depth = self._foreground_depth(tgt_depth, tgt_cov, target_affines, batch)
     can_depth = self._foreground_depth(can_depth, can_cov, identity, batch)
     src_images = tf.concat([bg_img[..., None, :], _from_parts(src_img, batch, k)], axis=-2)
@@ -556,6 +571,9 @@ class CoPartModel(keras.Model):
     tgt_depth = tf.concat([bg_depth, tgt_depth], axis=-1)
     source_masks, source_rec_image = self.assemble(src_images, src_depth)
     target_masks, target_rec_image = self.assemble(tgt_images, tgt_depth)
+    background_depth = tgt_depth
+    if self.detach_background_poses:
+      background_depth = tf.concat([bg_depth, background_view], axis=-1)
     # Canonical masks: each canonical part assembled against the background alone, since all
     # canonical parts sit at the frame centre and a joint softmax would make them compete.
     canonical_masks = tf.sigmoid(can_depth - bg_depth)
@@ -566,6 +584,7 @@ class CoPartModel(keras.Model):
       "target_reconstruction": target_rec_image,
       "source_masks": source_masks,
       "target_masks": target_masks,
+      "background_depth": background_depth,
       "canonical_masks": canonical_masks,
       "source_affines": source_affines,
       "target_affines": target_affines,
@@ -605,7 +624,9 @@ class CoPartModel(keras.Model):
     rec_target = weighted(rec_t)
     rec_source = weighted(rec_s)
     target_masks = outputs["target_masks"]
-    background = background_lib.background_loss(target_masks, w["background"], w["foreground"])
+    background = background_lib.background_loss(
+      tf.nn.softmax(outputs["background_depth"], axis=-1), w["background"], w["foreground"]
+    )
     if self.background_on == "both":
       background += background_lib.background_loss(
         outputs["source_masks"], w["background"], w["foreground"]

@@ -6,7 +6,7 @@ import os
 import tensorflow as tf
 
 from copart_tf.errors import ModelError
-from copart_tf.model.copart_model import CoPartModel
+from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS, CoPartModel
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -54,7 +54,13 @@ def write_part_names(model_dir, names):
 
 def model_from_run_config(config, part_names=None):
   """Builds (unrestored) the model described by a run's config dict."""
-  weights = config.get("loss_weights", {})
+  # Only the loss terms this version has: a run written by a version with a term since deleted
+  # (its weight is irrelevant for inference) still loads.
+  weights = {
+    name: value
+    for name, value in config.get("loss_weights", {}).items()
+    if name in DEFAULT_LOSS_WEIGHTS
+  }
   model = CoPartModel(
     num_parts=config["num_parts"],
     preset=config["preset"],
@@ -69,6 +75,7 @@ def model_from_run_config(config, part_names=None):
     shift_from=config.get("shift_from", "regression"),
     warp_source_pixels=config.get("warp_source_pixels", False),
     initial_scale=config.get("initial_scale", 1.0),
+    detach_background_poses=config.get("detach_background_poses", False),
     perceptual_loss="none",  # inference only: the loss is never evaluated
     part_names=part_names,
     **weights,

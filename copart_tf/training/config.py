@@ -40,6 +40,7 @@ class TrainConfig:
   shift_from: str = "regression"
   warp_source_pixels: bool = False
   initial_scale: float = 1.0
+  detach_background_poses: bool = False
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -118,6 +119,7 @@ class TrainConfig:
       "shift_from": self.shift_from,
       "warp_source_pixels": self.warp_source_pixels,
       "initial_scale": self.initial_scale,
+      "detach_background_poses": self.detach_background_poses,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
