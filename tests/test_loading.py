@@ -1,0 +1,26 @@
+"""`copart_tf.model.loading`: building a model from a run's config.json."""
+
+import tensorflow as tf
+
+from copart_tf.model import loading
+
+
+class ModelFromRunConfigTest(tf.test.TestCase):
+  def test_loss_terms_this_version_lacks_are_ignored(self):
+    # A run written by a version that had a loss term since deleted still loads for inference.
+    config = {
+      "num_parts": 2,
+      "preset": "tiny",
+      "image_size": 32,
+      "detach_background_poses": True,
+      "loss_weights": {"background": 0.3, "a_deleted_term": 1.0},
+    }
+    model = loading.model_from_run_config(config)
+    self.assertEqual(model.loss_weights["background"], 0.3)
+    self.assertNotIn("a_deleted_term", model.loss_weights)
+    self.assertTrue(model.detach_background_poses)
+    self.assertEqual(model(tf.zeros([1, 32, 32, 3]))["masks"].shape, [1, 32, 32, 3])
+
+
+if __name__ == "__main__":
+  tf.test.main()
