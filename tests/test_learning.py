@@ -8,9 +8,8 @@ each shape's pixels mostly land in one part. Before `--warp_source_pixels`, `--i
 the prior's stop-gradient, every such run ended with all masks on the background (fg IoU 0.000).
 About 2 min on a 2-core machine.
 
-Scope, measured 2026-12-05: single-shape videos with K = 1, fg IoU 0.673 (the same on every run
-since the initial weights come from --seed, tests/test_reproducible.py; seeds 1 and 2 give 0.679
-and 0.674). With K = 4 the same data gives fg IoU 0.59 but the shape is
+Scope, measured 2026-12-05: single-shape videos with K = 1, fg IoU 0.721 (the same on every run
+since the initial weights come from --seed; tests/test_reproducible.py). With K = 4 the same data gives fg IoU 0.59 but the shape is
 split among parts (purity 0.41), and rung A (1-4 shapes, K = 4) still fails: see
 docs/EXPERIMENTS.md. Environment knobs for experiments (defaults = the CI test):
 COPART_LEARNING_STEPS, COPART_LEARNING_SHAPES (max shapes per video), COPART_LEARNING_PARTS (K),

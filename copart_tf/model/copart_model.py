@@ -161,7 +161,7 @@ class CoPartModel(keras.Model):
     shift_from: "regression" (the reference: part centres regressed from flattened features) or
       "heatmap" (soft-argmax of a per-part heatmap; see `TransformHead`).
     warp_source_pixels: add to every part's decoded image the source frame moved by the part's
-      motion, and to the background's its row medians (`_pixel_skip`); False = the paper (all
+      motion, and to the background's its median colour (`_pixel_skip`); False = the paper (all
       colours decoded from the latent maps).
     initial_scale: the scale every part's pose starts at (`TransformHead`); 1 = the paper.
     detach_background_poses: the background terms see the pose prior and the coverage as
@@ -339,11 +339,11 @@ class CoPartModel(keras.Model):
     ever showed its object before the background had won. With the source's own pixels moved by
     the part's motion, a part whose pose follows its object shows that object from the first
     step; the decoder adds a residual, and the depth decides which layer is seen. The background
-    gets each row's per-channel median colour (exact on a plain background, and on a floor below
-    a wall, while the objects cover less than half of every row): it must not start as a copy of
-    the source, whose objects would then sit at their old places in every retargeted frame. A
-    single median colour for the whole frame left the wall of the 128 px humanoid scenes to the
-    parts: they all moved onto it (measured: every part on the top edge by step 200).
+    gets only the frame's per-channel median colour (exact on a plain background while the
+    object covers less than half the frame): it must not start as a copy of the source, whose
+    objects would then sit at their old places in every retargeted frame. (Known cost: on the
+    128 px humanoid the wall above the floor is then left to the parts, which move onto it. Row
+    medians fixed that there but lost on rung A, fg IoU 0.311 -> 0.089: docs/EXPERIMENTS.md.)
 
     Args:
       images: source frames `[B, S, S, 3]`.
@@ -355,8 +355,9 @@ class CoPartModel(keras.Model):
       batch (the order of `forward_pair`'s single decoder call).
     """
     shape = tf.shape(images)
-    median = tf.sort(images, axis=2)[:, :, shape[2] // 2]  # [B, S, 3] per row and channel
-    background = tf.broadcast_to(median[:, :, None, :], shape)
+    pixels = tf.sort(tf.reshape(images, [shape[0], -1, 3]), axis=1)
+    median = pixels[:, shape[1] * shape[2] // 2]  # [B, 3] per-channel median colour
+    background = tf.broadcast_to(median[:, None, None, :], shape)
     return tf.concat([background] + [self._moved_pixels(images, m) for m in part_motion], axis=0)
 
   def _moved_pixels(self, images, motion):
