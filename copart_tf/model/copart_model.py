@@ -555,16 +555,11 @@ class CoPartModel(keras.Model):
     bg_depth, parts_depth = tf.split(depth, [batch, 3 * n], axis=0)
     bg_depth += self.background_depth_offset
     src_img, tgt_img, _ = tf.split(parts_img, 3, axis=0)
-    src_depth, tgt_depth, can_depth = tf.split(parts_depth, 3, axis=0)
+    src_depth, tgt_decoded, can_depth = tf.split(parts_depth, 3, axis=0)
     src_cov, tgt_cov, can_cov = tf.split(coverage, 3, axis=0)
     identity = affine_lib.identity([batch, k], source_affines.dtype)
     src_depth = self._foreground_depth(src_depth, src_cov, source_affines, batch)
-    if self.detach_background_poses:
-      # The depth the background terms see: the pose-dependent prior and coverage as constants.
-      background_view = self._foreground_depth(
-        tgt_depth, tf.stop_gradient(tgt_cov), tf.stop_gradient(target_affines), batch
-      )
-    tgt_depth = self._foreground_depth(tgt_depth, tgt_cov, target_affines, batch)
+    tgt_depth = self._foreground_depth(tgt_decoded, tgt_cov, target_affines, batch)
     can_depth = self._foreground_depth(can_depth, can_cov, identity, batch)
     src_images = tf.concat([bg_img[..., None, :], _from_parts(src_img, batch, k)], axis=-2)
     src_depth = tf.concat([bg_depth, src_depth], axis=-1)
@@ -572,9 +567,13 @@ class CoPartModel(keras.Model):
     tgt_depth = tf.concat([bg_depth, tgt_depth], axis=-1)
     source_masks, source_rec_image = self.assemble(src_images, src_depth)
     target_masks, target_rec_image = self.assemble(tgt_images, tgt_depth)
-    background_depth = tgt_depth
+    background_masks = target_masks  # what the background terms see
     if self.detach_background_poses:
-      background_depth = tf.concat([bg_depth, background_view], axis=-1)
+      # The same masks, with the pose-dependent prior and coverage as constants.
+      view = self._foreground_depth(
+        tgt_decoded, tf.stop_gradient(tgt_cov), tf.stop_gradient(target_affines), batch
+      )
+      background_masks = tf.nn.softmax(tf.concat([bg_depth, view], axis=-1), axis=-1)
     # Canonical masks: each canonical part assembled against the background alone, since all
     # canonical parts sit at the frame centre and a joint softmax would make them compete.
     canonical_masks = tf.sigmoid(can_depth - bg_depth)
@@ -585,7 +584,7 @@ class CoPartModel(keras.Model):
       "target_reconstruction": target_rec_image,
       "source_masks": source_masks,
       "target_masks": target_masks,
-      "background_depth": background_depth,
+      "background_masks": background_masks,
       "canonical_masks": canonical_masks,
       "source_affines": source_affines,
       "target_affines": target_affines,
@@ -626,7 +625,7 @@ class CoPartModel(keras.Model):
     rec_source = weighted(rec_s)
     target_masks = outputs["target_masks"]
     background = background_lib.background_loss(
-      tf.nn.softmax(outputs["background_depth"], axis=-1), w["background"], w["foreground"]
+      outputs["background_masks"], w["background"], w["foreground"]
     )
     if self.background_on == "both":
       background += background_lib.background_loss(
