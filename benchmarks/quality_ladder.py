@@ -38,9 +38,9 @@ reported as "missing config". For every other rung:
    parts are matched one-to-one to sprites (`scipy.optimize.linear_sum_assignment` on the mean
    centre distance over the test frames where the sprite is visible, ``pose_visible``); the error
    is the mean distance over those visible (frame, matched sprite) observations, in pixels of the
-   data's frames (normalised distance x size / 2). Sprite ids are arbitrary within a video (shape
-   and colour are random), so the JSON also holds ``shift_error_px_per_video``: the same with one
-   matching per test video.
+   data's frames (normalised distance x size / 2). The JSON also holds
+   ``shift_error_px_per_video``: the same with one matching per test video (localisation alone,
+   whether or not a part keeps its sprite across videos).
 6. ``<work_dir>/<rung>/overlay.png``: a few test frames: image | learned parts | learned parts
    coloured through the majority mapping | ground truth (parts blended over the frame with
    `copart_tf.training.visualize.overlay_parts` and `copart_tf.evaluation.report` palettes).

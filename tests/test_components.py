@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from copart_tf.losses import background as background_lib
 from copart_tf.model import copart_model
 from copart_tf.model import transform_head as transform_head_lib
 from copart_tf.model.copart_model import CoPartModel
@@ -221,6 +222,37 @@ class DetachBackgroundPosesTest(parameterized.TestCase, tf.test.TestCase):
       self.assertGreater(norm, 1e-3)  # the prior and coverage paths into the poses are cut
     else:
       self.assertEqual(norm, 0.0)
+
+
+class RedundancyTermTest(parameterized.TestCase, tf.test.TestCase):
+  @parameterized.parameters(0.0, 1.0)
+  def test_redundancy_charges_masks_where_parts_copy_the_background(self, weight):
+    keras.utils.set_random_seed(0)
+    model = CoPartModel(
+      num_parts=2,
+      preset="tiny",
+      image_size=SIZE,
+      compose_warps=True,
+      pose_prior_radius=1.0,
+      warp_source_pixels=True,
+      redundancy=weight,
+    )
+    model.build()
+    images = np.full((2, SIZE, SIZE, 3), 0.3, np.float32)
+    images[:, 10:14, 10:14] = [1.0, 0.0, 0.0]  # a small object on a plain background
+    warp = tf.constant(np.tile(_pose(0.0, 0.0, 1.0), [2, 1, 1]))
+    out = model.forward_pair(images, images, warp)
+    losses = model.compute_losses(images, images, warp, out)
+    if not weight:
+      self.assertEqual(float(losses["redundancy"]), 0.0)
+      return
+    expected = background_lib.redundancy_loss(
+      out["source_masks"], out["source_part_images"], images
+    ) + background_lib.redundancy_loss(out["background_masks"], out["target_part_images"], images)
+    self.assertAllClose(losses["redundancy"], expected)
+    # At initialisation the parts' layers are the source: they copy the plain background
+    # around the object, so their masks there are charged.
+    self.assertGreater(float(losses["redundancy"]), 0.01)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,12 @@ def _videos(root):
 
 
 def _interior(labels):
-  """Pixels whose 8 neighbours all carry the same label (away from edges)."""
-  pad = np.pad(labels, 1, mode="edge")
+  """Pixels whose 8 neighbours all carry the same label (away from edges and the frame border).
+
+  Border pixels never count: a shape's edge can cross a border pixel beyond its centre, where no
+  neighbour's label shows it.
+  """
+  pad = np.pad(labels.astype(np.int32), 1, constant_values=-1)
   same = np.ones(labels.shape, bool)
   h, w = labels.shape
   for dy in (-1, 0, 1):
@@ -363,6 +367,33 @@ class LadderDataTest(unittest.TestCase):
     self.assertEqual(counts, [1] * 8)
     with self.assertRaisesRegex(ConfigError, "--max_shapes"):
       sprites.synthesize_sprites_dataset(os.path.join(self.tmp, "y"), 1, 0, max_shapes=5)
+
+  def test_fixed_identity_gives_each_sprite_id_one_kind_and_hue(self):
+    import colorsys
+
+    def identities(identity):
+      root = os.path.join(self.tmp, f"identity_{identity}")
+      sprites.synthesize_sprites_dataset(root, 12, 0, frames=1, size=32, identity=identity)
+      with open(os.path.join(root, "meta.json")) as f:
+        videos = json.load(f)["videos"]["train"]
+      kinds = {i: set() for i in range(4)}
+      hues = {i: [] for i in range(4)}
+      for video in videos:
+        for i, (kind, color) in enumerate(zip(video["kinds"], video["colors"], strict=True)):
+          kinds[i].add(kind)
+          hues[i].append(colorsys.rgb_to_hsv(*(np.array(color) / 255.0))[0])
+      return kinds, hues
+
+    kinds, hues = identities("fixed")
+    for i in range(4):
+      self.assertEqual(kinds[i], {sprites.SLOT_KINDS[i]})
+      # Circular hue distance to the slot's hue (after rounding to uint8 colours).
+      dist = np.abs((np.array(hues[i]) - sprites.SLOT_HUES[i] + 0.5) % 1.0 - 0.5)
+      self.assertLess(dist.max(), 0.04, i)
+    kinds, _ = identities("random")
+    self.assertGreater(len(kinds[0]), 1)  # the same id takes several kinds across videos
+    with self.assertRaisesRegex(ConfigError, "--identity"):
+      sprites.synthesize_sprites_dataset(os.path.join(self.tmp, "z"), 1, 0, identity="mixed")
 
   # --- dispatch and CLIs ------------------------------------------------------------------------
   def test_errors(self):

@@ -13,6 +13,7 @@ since the initial weights come from --seed; tests/test_reproducible.py). With K 
 split among parts (purity 0.41), and rung A (1-4 shapes, K = 4) still fails: see
 docs/EXPERIMENTS.md. Environment knobs for experiments (defaults = the CI test):
 COPART_LEARNING_STEPS, COPART_LEARNING_SHAPES (max shapes per video), COPART_LEARNING_PARTS (K),
+COPART_LEARNING_IDENTITY (the sprites generator's identity: random, the default, or fixed),
 COPART_LEARNING_FLAGS (extra training flags, space-separated), COPART_LEARNING_KEEP (copy the data
 and the trained model to this folder to look at them).
 """
@@ -36,6 +37,9 @@ CONFIG = os.path.join(ROOT, "configs", "sprites.cfg")
 STEPS = int(os.environ.get("COPART_LEARNING_STEPS", 300))
 MAX_SHAPES = int(os.environ.get("COPART_LEARNING_SHAPES", 1))
 NUM_PARTS = int(os.environ.get("COPART_LEARNING_PARTS", 1))
+# "random": any kind and colour of shape per video (harder for K = 1 than sprite_1, always a red
+# ellipse, of the fixed-identity data).
+IDENTITY = os.environ.get("COPART_LEARNING_IDENTITY", "random")
 EXTRA_FLAGS = os.environ.get("COPART_LEARNING_FLAGS", "").split()
 MIN_FOREGROUND_IOU = 0.6
 MIN_PART_PURITY = 0.8
@@ -68,6 +72,7 @@ class LearningTest(tf.test.TestCase):
         seed=3,
         contact_sheet=False,
         max_shapes=MAX_SHAPES,
+        identity=IDENTITY,
       )
       model_dir = os.path.join(tmp, "model")
       command = [

@@ -251,6 +251,42 @@ class BackgroundLossTest(tf.test.TestCase, parameterized.TestCase):
     self.assertAllClose(background_lib.background_loss(masks), 0.375)
 
 
+class RedundancyLossTest(tf.test.TestCase):
+  """A hand-made 1 x 4 frame: an object on the two middle pixels, one part whose layer is the
+  moved source (right on the object, equal to the background elsewhere)."""
+
+  def _case(self):
+    bg_colour, obj_colour = np.array([0.2, 0.2, 0.2]), np.array([0.9, 0.1, 0.1])
+    image = np.stack([bg_colour, obj_colour, obj_colour, bg_colour])[None, None]  # [1, 1, 4, 3]
+    part_images = np.stack(
+      [np.broadcast_to(bg_colour, (1, 1, 4, 3)), image], axis=-2
+    )  # [1, 1, 4, 2, 3]: background layer, the part's layer
+    return image.astype(np.float32), part_images.astype(np.float32)
+
+  def test_charges_only_where_the_part_is_no_better(self):
+    image, part_images = self._case()
+    # Part mask 0.8 everywhere: charged on the two background pixels only.
+    masks = np.zeros((1, 1, 4, 2), np.float32)
+    masks[..., 1] = 0.8
+    masks[..., 0] = 0.2
+    self.assertAllClose(background_lib.redundancy_loss(masks, part_images, image), 0.8 * 2 / 4)
+    # Mask exactly on the object: free.
+    masks = np.zeros((1, 1, 4, 2), np.float32)
+    masks[0, 0, [1, 2], 1] = 1.0
+    masks[0, 0, [0, 3], 0] = 1.0
+    self.assertAllClose(background_lib.redundancy_loss(masks, part_images, image), 0.0)
+
+  def test_gradient_pushes_the_rim_down_and_leaves_the_object(self):
+    image, part_images = self._case()
+    depth = tf.Variable(np.zeros((1, 1, 4, 2), np.float32))
+    with tf.GradientTape() as tape:
+      masks = tf.nn.softmax(depth, axis=-1)
+      loss = background_lib.redundancy_loss(masks, part_images, image)
+    grad = tape.gradient(loss, depth).numpy()[0, 0, :, 1]  # d loss / d part depth
+    self.assertTrue(np.all(grad[[0, 3]] > 0))  # descent lowers the part on the background
+    self.assertAllClose(grad[[1, 2]], [0.0, 0.0])  # and does not touch it on the object
+
+
 class ReconstructionLossTest(tf.test.TestCase, parameterized.TestCase):
   def _images(self):
     return np.random.default_rng(3).random((2, 16, 16, 3)).astype(np.float32)

@@ -9,7 +9,12 @@ or `synthesize_sprites_dataset(root, ...)`, or ``python -m copart_tf.train
 
 Each video shows 1-4 rigid shapes (ellipses, rectangles, capsules), roughly 8-20 px across at 64 px
 (sizes scale with the frame), each a distinct saturated colour, on a plain background whose colour
-varies per video and is clearly different from every shape. Every shape moves independently and
+varies per video and is clearly different from every shape. Shape id i is the same kind of shape
+with nearly the same hue in every video (``SLOT_KINDS``, ``SLOT_HUES``: sprite_1 a red ellipse,
+sprite_2 a chartreuse rectangle, sprite_3 a cyan capsule, sprite_4 a violet ellipse; a video with
+n shapes shows ids 1..n), so that "part k" means the same thing across videos, as co-part
+segmentation assumes; ``--identity=random`` draws kind and colour per video instead
+(interchangeable shapes, generator version 1's data). Every shape moves independently and
 smoothly: its centre follows a sum of two sinusoids per axis (periods 24-80 frames) that keeps at
 least 70 % of its half-extent inside the frame, it rotates (constant spin plus a wobble) and its
 scale breathes by up to +-12 %. Shapes are drawn in a random but fixed z-order and may overlap.
@@ -60,10 +65,18 @@ from PIL import Image
 from copart_tf.data.ground_truth import write_ground_truth
 from copart_tf.errors import ConfigError, CopartError, DataError
 
-GENERATOR_VERSION = "copart_tf.data.sprites/1"
+GENERATOR_VERSION = "copart_tf.data.sprites/2"  # 2: identity="fixed" by default
 SPLITS = ("train", "test")
 MAX_SHAPES = 4
 KINDS = ("ellipse", "rectangle", "capsule")
+IDENTITIES = ("fixed", "random")
+# identity="fixed": what sprite_i is in every video (kind, hue). Why: co-part segmentation learns
+# parts that recur across the dataset (the paper's part k is the same body part in every video);
+# with a random kind and colour per video the shapes are interchangeable instances, and a model
+# that predicts "part k" per channel (the paper's and ours) has nothing to tell part k from part
+# j by. Sizes, aspect, saturation, brightness, motion and the background stay random per video.
+SLOT_KINDS = ("ellipse", "rectangle", "capsule", "ellipse")
+SLOT_HUES = (0.0, 0.25, 0.5, 0.75)  # red, chartreuse, cyan, violet
 PART_NAMES = ["background"] + [f"sprite_{i}" for i in range(1, MAX_SHAPES + 1)]
 LANDMARK_NAMES = [f"sprite_{i}_centre" for i in range(1, MAX_SHAPES + 1)]
 DEFAULTS = {"train_videos": 200, "test_videos": 20, "frames": 32, "size": 64, "supersample": 4}
@@ -227,23 +240,27 @@ def label_moments(labels, ident):
 # Colours and smooth signals.
 
 
-def sample_colors(rng, num, min_distance=110.0, background_min_distance=130.0):
+def sample_colors(rng, num, min_distance=110.0, background_min_distance=130.0, hues=None):
   """`num` distinct saturated colours and a plain, less saturated background colour far from them.
 
-  Hues are spread evenly from a random offset (shuffled) so they stay apart; saturation and value
-  vary a little; pairs closer than `min_distance` (RGB, 0-255) are resampled. The background has
-  low saturation and any brightness, at least `background_min_distance` from every colour.
+  Hues are spread evenly from a random offset (shuffled) so they stay apart, or, when `hues` is
+  given, jittered by at most +-0.03 around those; saturation and value vary a little; pairs
+  closer than `min_distance` (RGB, 0-255) are resampled. The background has low saturation and
+  any brightness, at least `background_min_distance` from every colour.
 
   Returns:
     (colors uint8 `[num, 3]`, background uint8 `[3]`).
   """
   for _ in range(1000):
-    hues = (rng.uniform() + np.arange(num) / num + rng.uniform(-0.2, 0.2, num) / num) % 1.0
-    hues = hues[rng.permutation(num)]
+    if hues is None:
+      drawn = (rng.uniform() + np.arange(num) / num + rng.uniform(-0.2, 0.2, num) / num) % 1.0
+      drawn = drawn[rng.permutation(num)]
+    else:
+      drawn = (np.asarray(hues, np.float64)[:num] + rng.uniform(-0.03, 0.03, num)) % 1.0
     sats = rng.uniform(0.7, 1.0, num)
     vals = rng.uniform(0.7, 1.0, num)
     colors = np.array(
-      [colorsys.hsv_to_rgb(h, s, v) for h, s, v in zip(hues, sats, vals, strict=True)]
+      [colorsys.hsv_to_rgb(h, s, v) for h, s, v in zip(drawn, sats, vals, strict=True)]
     )
     colors = np.round(colors * 255.0)
     d = np.linalg.norm(colors[:, None] - colors[None], axis=-1) + np.eye(num) * 1e9
@@ -279,8 +296,13 @@ def _pixel_to_normalized(points, size):
   return (2.0 * np.asarray(points, np.float64) + 1.0) / size - 1.0
 
 
-def render_sprites_video(rng, num_frames, size=64, supersample=4, max_shapes=MAX_SHAPES):
-  """Samples and renders one sprites video (1 to `max_shapes` shapes).
+def render_sprites_video(
+  rng, num_frames, size=64, supersample=4, max_shapes=MAX_SHAPES, identity="fixed"
+):
+  """Samples and renders one sprites video (1 to `max_shapes` shapes, ids 1..n).
+
+  `identity`: "fixed" = shape id i always has kind ``SLOT_KINDS[i-1]`` and a hue within 0.03 of
+  ``SLOT_HUES[i-1]``; "random" = kind and colour drawn per video (generator version 1's data).
 
   Returns:
     dict with ``frames`` uint8 `[T, S, S, 3]`, ``parts`` uint8 `[T, S, S]`, ``landmarks`` float32
@@ -288,12 +310,14 @@ def render_sprites_video(rng, num_frames, size=64, supersample=4, max_shapes=MAX
     ``visible_fraction``), ``shapes`` (per frame, the `Shape` of each present id) and ``info``.
   """
   unit = size / 64.0
+  if identity not in IDENTITIES:
+    raise ConfigError(f"--identity={identity!r}: must be one of {', '.join(IDENTITIES)}")
   n = int(rng.integers(1, max_shapes + 1))
-  colors, background = sample_colors(rng, n)
+  colors, background = sample_colors(rng, n, hues=SLOT_HUES if identity == "fixed" else None)
   z_order = [int(i) for i in rng.permutation(n)]  # z_order[k] = index of the k-th shape drawn
   kinds, sizes, tracks = [], [], []
-  for _ in range(n):
-    kind = KINDS[int(rng.integers(len(KINDS)))]
+  for i in range(n):
+    kind = SLOT_KINDS[i] if identity == "fixed" else KINDS[int(rng.integers(len(KINDS)))]
     a = rng.uniform(5.0, 10.0) * unit
     aspect = rng.uniform(0.3, 0.65) if kind == "capsule" else rng.uniform(0.45, 1.0)
     b = max(a * aspect, 2.5 * unit)
@@ -568,6 +592,7 @@ def synthesize_sprites_dataset(
   contact_sheet=True,
   overwrite=False,
   max_shapes=MAX_SHAPES,
+  identity="fixed",
 ):
   """Generates the sprites dataset (module docstring) at `root`.
 
@@ -587,6 +612,8 @@ def synthesize_sprites_dataset(
     overwrite: replace an existing non-empty `root`.
     max_shapes: each video draws 1 to `max_shapes` shapes (<= 4); 1 gives the single-sprite
       data of the learning test.
+    identity: "fixed" (sprite_i has the same kind and hue in every video) or "random" (kind and
+      colour per video: interchangeable shapes, the data of generator version 1).
 
   Returns:
     summary dict (``out_dir``, ``videos``, ``frames``, ``seconds``, ...).
@@ -597,9 +624,13 @@ def synthesize_sprites_dataset(
   """
   if not 1 <= max_shapes <= MAX_SHAPES:
     raise ConfigError(f"--max_shapes={max_shapes}: must be in 1..{MAX_SHAPES}")
+  if identity not in IDENTITIES:
+    raise ConfigError(f"--identity={identity!r}: must be one of {', '.join(IDENTITIES)}")
 
   def render(rng, num_frames, size, supersample):
-    return render_sprites_video(rng, num_frames, size, supersample, max_shapes=max_shapes)
+    return render_sprites_video(
+      rng, num_frames, size, supersample, max_shapes=max_shapes, identity=identity
+    )
 
   return write_dataset(
     root,
@@ -616,7 +647,12 @@ def synthesize_sprites_dataset(
     progress=progress,
     contact_sheet=contact_sheet,
     overwrite=overwrite,
-    meta_extra={"dataset": "sprites", "max_shapes": max_shapes, "kinds": list(KINDS)},
+    meta_extra={
+      "dataset": "sprites",
+      "max_shapes": max_shapes,
+      "identity": identity,
+      "kinds": list(SLOT_KINDS if identity == "fixed" else KINDS),
+    },
   )
 
 
@@ -639,8 +675,8 @@ def define_flags(defaults):
   flags.DEFINE_boolean("overwrite", False, "Replace an existing --out folder.")
 
 
-def run_cli(synthesize_fn):
-  """Runs `synthesize_fn` with the flags of `define_flags`; prints the summary as JSON."""
+def run_cli(synthesize_fn, **extra_kwargs):
+  """Runs `synthesize_fn` with the flags of `define_flags` (and `extra_kwargs`); prints JSON."""
   from absl import flags
 
   FLAGS = flags.FLAGS
@@ -658,6 +694,7 @@ def run_cli(synthesize_fn):
       supersample=FLAGS.supersample,
       contact_sheet=FLAGS.contact_sheet,
       overwrite=FLAGS.overwrite,
+      **extra_kwargs,
     )
   except CopartError as e:
     print(f"error: {e}", file=sys.stderr)
@@ -668,11 +705,24 @@ def run_cli(synthesize_fn):
 def main(argv):
   """absl entry point."""
   del argv
-  run_cli(synthesize_sprites_dataset)
+  from absl import flags
+
+  run_cli(
+    synthesize_sprites_dataset,
+    max_shapes=flags.FLAGS.max_shapes,
+    identity=flags.FLAGS.identity,
+  )
 
 
 if __name__ == "__main__":
-  from absl import app
+  from absl import app, flags
 
   define_flags(DEFAULTS)
+  flags.DEFINE_integer("max_shapes", MAX_SHAPES, "Each video draws 1 to this many shapes (1..4).")
+  flags.DEFINE_enum(
+    "identity",
+    "fixed",
+    list(IDENTITIES),
+    "fixed: sprite_i has the same kind and hue in every video; random: per video.",
+  )
   app.run(main)

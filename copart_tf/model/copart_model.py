@@ -32,6 +32,8 @@ DEFAULT_LOSS_WEIGHTS = {
   "equivariance": 0.02,
   "concentration": 0.35,
   "canonical_concentration": 0.035,
+  # Not in the reference (0 keeps the paper's objective): `background_lib.redundancy_loss`.
+  "redundancy": 0.0,
 }
 
 LOSS_TERMS = (
@@ -47,6 +49,7 @@ LOSS_TERMS = (
   "equivariance",
   "concentration",
   "canonical_concentration",
+  "redundancy",
 )
 
 
@@ -583,7 +586,9 @@ class CoPartModel(keras.Model):
       "source_reconstruction": source_rec_image,
       "target_reconstruction": target_rec_image,
       "source_masks": source_masks,
+      "source_part_images": src_images,
       "target_masks": target_masks,
+      "target_part_images": tgt_images,
       "background_masks": background_masks,
       "canonical_masks": canonical_masks,
       "source_affines": source_affines,
@@ -650,8 +655,17 @@ class CoPartModel(keras.Model):
       outputs["source_masks"][..., 1:], eps
     ) + concentration_lib.concentration_loss(fg_target, eps)
     canonical = concentration_lib.canonical_concentration_loss(outputs["canonical_masks"], eps)
+    zero = tf.zeros([], background.dtype)
+    redundancy = zero
+    if w["redundancy"]:
+      redundancy = background_lib.redundancy_loss(
+        outputs["source_masks"], outputs["source_part_images"], source
+      ) + background_lib.redundancy_loss(
+        outputs["background_masks"], outputs["target_part_images"], target
+      )
     auxiliary = (
       background
+      + w["redundancy"] * redundancy
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
       + w["equivariance"] * equivariance
@@ -662,7 +676,6 @@ class CoPartModel(keras.Model):
       ramp = tf.cast(self.optimizer.iterations, auxiliary.dtype) / self.auxiliary_warmup_steps
       auxiliary *= tf.minimum(ramp, 1.0)
     total = w["target_rec"] * rec_target + w["source_rec"] * rec_source + auxiliary
-    zero = tf.zeros([], total.dtype)
     return {
       "total": total,
       "rec_target": rec_target,
@@ -676,6 +689,7 @@ class CoPartModel(keras.Model):
       "equivariance": equivariance,
       "concentration": concentration,
       "canonical_concentration": canonical,
+      "redundancy": redundancy,
     }
 
   def _warp_affines_for(self, data, batch):
