@@ -191,20 +191,26 @@ class WarpSourcePixelsTest(tf.test.TestCase):
     self.assertAllClose(_centroid(moved), [0.1, 0.2], atol=0.03)
 
 
+def _ladder_model(**kwargs):
+  """A tiny, seeded, built K = 2 model with the ladder configs' assembly (compose, prior, pixels)."""
+  keras.utils.set_random_seed(0)
+  model = CoPartModel(
+    num_parts=2,
+    preset="tiny",
+    image_size=SIZE,
+    compose_warps=True,
+    pose_prior_radius=1.0,
+    warp_source_pixels=True,
+    **kwargs,
+  )
+  model.build()
+  return model
+
+
 class DetachBackgroundPosesTest(parameterized.TestCase, tf.test.TestCase):
   @parameterized.parameters(True, False)
   def test_background_terms_see_the_pose_prior_as_a_constant(self, detach):
-    keras.utils.set_random_seed(0)
-    model = CoPartModel(
-      num_parts=2,
-      preset="tiny",
-      image_size=SIZE,
-      compose_warps=True,
-      pose_prior_radius=1.0,
-      warp_source_pixels=True,
-      detach_background_poses=detach,
-    )
-    model.build()
+    model = _ladder_model(detach_background_poses=detach)
     rng = np.random.default_rng(0)
     source, target = (tf.constant(rng.random((2, SIZE, SIZE, 3)), tf.float32) for _ in range(2))
     warp = tf.constant(np.tile(_pose(0.0, 0.0, 1.0), [2, 1, 1]))
@@ -227,17 +233,7 @@ class DetachBackgroundPosesTest(parameterized.TestCase, tf.test.TestCase):
 class RedundancyTermTest(parameterized.TestCase, tf.test.TestCase):
   @parameterized.parameters(0.0, 1.0)
   def test_redundancy_charges_masks_where_parts_copy_the_background(self, weight):
-    keras.utils.set_random_seed(0)
-    model = CoPartModel(
-      num_parts=2,
-      preset="tiny",
-      image_size=SIZE,
-      compose_warps=True,
-      pose_prior_radius=1.0,
-      warp_source_pixels=True,
-      redundancy=weight,
-    )
-    model.build()
+    model = _ladder_model(redundancy=weight)
     images = np.full((2, SIZE, SIZE, 3), 0.3, np.float32)
     images[:, 10:14, 10:14] = [1.0, 0.0, 0.0]  # a small object on a plain background
     warp = tf.constant(np.tile(_pose(0.0, 0.0, 1.0), [2, 1, 1]))
