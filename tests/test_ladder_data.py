@@ -1,6 +1,7 @@
 """Numpy-only "quality ladder" datasets (sprites, figure2d): layout, labels vs colours, poses vs
 label moments, determinism, foreground fraction, reading back through the pipeline, dispatch."""
 
+import colorsys
 import json
 import os
 import subprocess
@@ -369,8 +370,6 @@ class LadderDataTest(unittest.TestCase):
       sprites.synthesize_sprites_dataset(os.path.join(self.tmp, "y"), 1, 0, max_shapes=5)
 
   def test_fixed_identity_gives_each_sprite_id_one_kind_and_hue(self):
-    import colorsys
-
     def identities(identity):
       root = os.path.join(self.tmp, f"identity_{identity}")
       sprites.synthesize_sprites_dataset(root, 12, 0, frames=1, size=32, identity=identity)

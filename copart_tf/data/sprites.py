@@ -312,12 +312,13 @@ def render_sprites_video(
   unit = size / 64.0
   if identity not in IDENTITIES:
     raise ConfigError(f"--identity={identity!r}: must be one of {', '.join(IDENTITIES)}")
+  fixed = identity == "fixed"
   n = int(rng.integers(1, max_shapes + 1))
-  colors, background = sample_colors(rng, n, hues=SLOT_HUES if identity == "fixed" else None)
+  colors, background = sample_colors(rng, n, hues=SLOT_HUES if fixed else None)
   z_order = [int(i) for i in rng.permutation(n)]  # z_order[k] = index of the k-th shape drawn
   kinds, sizes, tracks = [], [], []
   for i in range(n):
-    kind = SLOT_KINDS[i] if identity == "fixed" else KINDS[int(rng.integers(len(KINDS)))]
+    kind = SLOT_KINDS[i] if fixed else KINDS[int(rng.integers(len(KINDS)))]
     a = rng.uniform(5.0, 10.0) * unit
     aspect = rng.uniform(0.3, 0.65) if kind == "capsule" else rng.uniform(0.45, 1.0)
     b = max(a * aspect, 2.5 * unit)
@@ -624,8 +625,6 @@ def synthesize_sprites_dataset(
   """
   if not 1 <= max_shapes <= MAX_SHAPES:
     raise ConfigError(f"--max_shapes={max_shapes}: must be in 1..{MAX_SHAPES}")
-  if identity not in IDENTITIES:
-    raise ConfigError(f"--identity={identity!r}: must be one of {', '.join(IDENTITIES)}")
 
   def render(rng, num_frames, size, supersample):
     return render_sprites_video(
