@@ -9,6 +9,7 @@ from absl.testing import parameterized
 
 from copart_tf.losses import background as background_lib
 from copart_tf.losses import concentration as concentration_lib
+from copart_tf.losses import discovery as discovery_lib
 from copart_tf.losses import equivariance as equivariance_lib
 from copart_tf.losses import moments
 from copart_tf.losses import perceptual as perceptual_lib
@@ -285,6 +286,42 @@ class RedundancyLossTest(tf.test.TestCase):
     grad = tape.gradient(loss, depth).numpy()[0, 0, :, 1]  # d loss / d part depth
     self.assertTrue(np.all(grad[[0, 3]] > 0))  # descent lowers the part on the background
     self.assertAllClose(grad[[1, 2]], [0.0, 0.0])  # and does not touch it on the object
+
+
+class SeekLossTest(tf.test.TestCase):
+  """A hand-made 4 x 4 frame on a flat background: object A in the top-left cell, object B in
+  the bottom-right one; two parts, heatmaps on a 2 x 2 grid (2 px cells)."""
+
+  def _case(self):
+    image = np.full((1, 4, 4, 3), 0.2, np.float32)
+    image[0, :2, :2] = [0.9, 0.2, 0.2]  # A: |0.7| in one channel -> mean abs 0.7 / 3
+    image[0, 2:, 2:] = [0.2, 0.2, 0.8]  # B: 0.6 / 3
+    background = np.full((1, 4, 4, 3), 0.2, np.float32)
+    masks = np.zeros((1, 4, 4, 3), np.float32)
+    masks[..., 0] = 1.0
+    return image, background, masks
+
+  def test_unexplained_content_leaves_out_what_other_parts_cover(self):
+    image, background, masks = self._case()
+    masks[0, :2, :2] = [0.0, 1.0, 0.0]  # part 1 covers A
+    content = discovery_lib.unexplained_content(image, background, masks).numpy()[0]
+    self.assertAllClose(content[0, 0], [0.7 / 3, 0.0])  # part 1 keeps seeing A; part 2 does not
+    self.assertAllClose(content[3, 3], [0.6 / 3, 0.6 / 3])  # B is free for both
+    self.assertAllClose(content[0, 3], [0.0, 0.0])  # the background explains itself
+
+  def test_value_and_gradient_send_a_free_part_to_the_uncovered_object(self):
+    image, background, masks = self._case()
+    masks[0, :2, :2] = [0.0, 1.0, 0.0]  # part 1 covers A
+    logits = tf.Variable(np.zeros((1, 4, 2), np.float32))  # uniform heatmaps over 4 cells
+    with tf.GradientTape() as tape:
+      heatmaps = tf.reshape(tf.nn.softmax(logits, axis=1), [1, 2, 2, 2])
+      loss = discovery_lib.seek_loss(heatmaps, image, background, masks)
+    # Uniform pdf 1/4: part 1 sees A (0.7/3) and B (0.6/3), part 2 sees B only.
+    self.assertAllClose(loss, -((0.7 + 0.6) / 3 / 4 + 0.6 / 3 / 4) / 2)
+    grad = tape.gradient(loss, logits).numpy()[0]  # [cells (row-major), parts]
+    self.assertLess(grad[3, 1], 0.0)  # descent raises part 2 on B ...
+    self.assertGreater(grad[0, 1], 0.0)  # ... and lowers it on A, which part 1 explains
+    self.assertLess(grad[0, 0], 0.0)  # part 1 is held on A
 
 
 class ReconstructionLossTest(tf.test.TestCase, parameterized.TestCase):

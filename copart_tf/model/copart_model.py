@@ -5,6 +5,7 @@ import tensorflow as tf
 
 from copart_tf.losses import background as background_lib
 from copart_tf.losses import concentration as concentration_lib
+from copart_tf.losses import discovery as discovery_lib
 from copart_tf.losses import equivariance as equivariance_lib
 from copart_tf.losses import reconstruction as reconstruction_lib
 from copart_tf.losses import transformation as transformation_lib
@@ -34,6 +35,8 @@ DEFAULT_LOSS_WEIGHTS = {
   "canonical_concentration": 0.035,
   # Not in the reference (0 keeps the paper's objective): `background_lib.redundancy_loss`.
   "redundancy": 0.0,
+  # Not in the reference, needs shift_from="heatmap": `discovery_lib.seek_loss`.
+  "seek": 0.0,
 }
 
 LOSS_TERMS = (
@@ -50,6 +53,7 @@ LOSS_TERMS = (
   "concentration",
   "canonical_concentration",
   "redundancy",
+  "seek",
 )
 
 
@@ -173,6 +177,7 @@ class CoPartModel(keras.Model):
       cut its mask), and the background terms pushed parts that did not yet explain an object
       there (measured on rung A, seed 0: three of four parts parked on the left edge; with this
       option none, fg IoU 0.275 -> 0.311). False = the paper.
+    heatmap_temperature: with `shift_from="heatmap"`, divides the heatmap logits (`TransformHead`).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -199,6 +204,7 @@ class CoPartModel(keras.Model):
     warp_source_pixels=False,
     initial_scale=1.0,
     detach_background_poses=False,
+    heatmap_temperature=1.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -214,6 +220,8 @@ class CoPartModel(keras.Model):
       raise ValueError(f"perceptual_loss must be none|pyramid|vgg, got {perceptual_loss!r}")
     if background_on not in ("retarget", "both"):
       raise ValueError(f"background_on must be retarget|both, got {background_on!r}")
+    if weights["seek"] and shift_from != "heatmap":
+      raise ValueError('the seek loss (weight "seek") needs shift_from="heatmap"')
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -235,6 +243,7 @@ class CoPartModel(keras.Model):
     self.warp_source_pixels = bool(warp_source_pixels)
     self.initial_scale = float(initial_scale)
     self.detach_background_poses = bool(detach_background_poses)
+    self.heatmap_temperature = float(heatmap_temperature)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -247,6 +256,7 @@ class CoPartModel(keras.Model):
       initial_spread=self.initial_spread,
       shift_from=shift_from,
       initial_scale=self.initial_scale,
+      heatmap_temperature=self.heatmap_temperature,
       name="transform_head",
     )
     # With warp_source_pixels the decoded colours are a residual on top of the moved pixels.
@@ -290,6 +300,7 @@ class CoPartModel(keras.Model):
       "warp_source_pixels": self.warp_source_pixels,
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
+      "heatmap_temperature": self.heatmap_temperature,
       **self.loss_weights,
     }
 
@@ -581,7 +592,7 @@ class CoPartModel(keras.Model):
     # canonical parts sit at the frame centre and a joint softmax would make them compete.
     canonical_masks = tf.sigmoid(can_depth - bg_depth)
 
-    return {
+    outputs = {
       "warped_target": warped,
       "source_reconstruction": source_rec_image,
       "target_reconstruction": target_rec_image,
@@ -597,6 +608,10 @@ class CoPartModel(keras.Model):
       "target_scale": poses["scale"][batch : 2 * batch],
       "target_cos_sin": poses["cos_sin"][batch : 2 * batch],
     }
+    if "heatmap" in poses:
+      outputs["source_heatmap"] = poses["heatmap"][:batch]
+      outputs["target_heatmap"] = poses["heatmap"][batch : 2 * batch]
+    return outputs
 
   def _perceptual_fn(self):
     if self.perceptual_loss == "none":
@@ -663,9 +678,23 @@ class CoPartModel(keras.Model):
       ) + background_lib.redundancy_loss(
         outputs["background_masks"], outputs["target_part_images"], target
       )
+    seek = zero
+    if w["seek"]:
+      seek = discovery_lib.seek_loss(
+        outputs["source_heatmap"],
+        source,
+        outputs["source_part_images"][..., 0, :],
+        outputs["source_masks"],
+      ) + discovery_lib.seek_loss(
+        outputs["target_heatmap"],
+        target,
+        outputs["target_part_images"][..., 0, :],
+        outputs["target_masks"],
+      )
     auxiliary = (
       background
       + w["redundancy"] * redundancy
+      + w["seek"] * seek
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
       + w["equivariance"] * equivariance
@@ -690,6 +719,7 @@ class CoPartModel(keras.Model):
       "concentration": concentration,
       "canonical_concentration": canonical,
       "redundancy": redundancy,
+      "seek": seek,
     }
 
   def _warp_affines_for(self, data, batch):
