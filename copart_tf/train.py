@@ -110,12 +110,6 @@ DETACH_BACKGROUND_POSES = flags.DEFINE_bool(
   "The background terms see the pose prior and coverage as constants: they shape masks through "
   "the decoded depth only and cannot push parts out of the frame (false = reference).",
 )
-HEATMAP_TEMPERATURE = flags.DEFINE_float(
-  "heatmap_temperature",
-  _D.heatmap_temperature,
-  "With --shift_from=heatmap: divide the heatmap logits by this before the softmax (1 = plain "
-  "softmax; FOMM uses 0.1, which starts each centre on image content).",
-)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from copart_tf.losses import background as background_lib
+from copart_tf.losses import discovery as discovery_lib
 from copart_tf.model import copart_model
 from copart_tf.model import transform_head as transform_head_lib
 from copart_tf.model.copart_model import CoPartModel
@@ -249,6 +250,34 @@ class RedundancyTermTest(parameterized.TestCase, tf.test.TestCase):
     # At initialisation the parts' layers are the source: they copy the plain background
     # around the object, so their masks there are charged.
     self.assertGreater(float(losses["redundancy"]), 0.01)
+
+
+class SeekTermTest(tf.test.TestCase):
+  def test_seek_term_draws_the_heatmaps_towards_an_object_far_from_every_part(self):
+    model = _ladder_model(seek=1.0, shift_from="heatmap", initial_spread=0.5, initial_scale=0.25)
+    images = np.full((2, SIZE, SIZE, 3), 0.3, np.float32)
+    images[:, 24:30, 24:30] = [1.0, 0.0, 0.0]  # an object far from both parts' start points
+    warp = tf.constant(np.tile(_pose(0.0, 0.0, 1.0), [2, 1, 1]))
+    head = model.transform_head
+    with tf.GradientTape() as tape:
+      out = model.forward_pair(images, images, warp)
+      losses = model.compute_losses(images, images, warp, out)
+    expected = discovery_lib.seek_loss(
+      out["source_heatmap_logits"], images, out["source_part_images"][..., 0, :]
+    ) + discovery_lib.seek_loss(
+      out["target_heatmap_logits"], images, out["target_part_images"][..., 0, :]
+    )
+    self.assertAllClose(losses["seek"], expected)
+    self.assertGreater(float(losses["seek"]), 0.0)
+    # Descent raises every part's heatmap start bias on the object's cells.
+    grad = tape.gradient(losses["seek"], head.heatmap_bias).numpy()  # [h*w, K]
+    h = int(np.sqrt(grad.shape[0]))
+    cells = grad.reshape(h, h, -1)[h * 24 // SIZE : h * 30 // SIZE, h * 24 // SIZE : h * 30 // SIZE]
+    self.assertTrue(np.all(cells < 0.0))
+
+  def test_seek_needs_heatmap_shifts(self):
+    with self.assertRaisesRegex(ValueError, "seek"):
+      CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, seek=1.0)
 
 
 if __name__ == "__main__":

@@ -289,39 +289,40 @@ class RedundancyLossTest(tf.test.TestCase):
 
 
 class SeekLossTest(tf.test.TestCase):
-  """A hand-made 4 x 4 frame on a flat background: object A in the top-left cell, object B in
-  the bottom-right one; two parts, heatmaps on a 2 x 2 grid (2 px cells)."""
+  """A hand-made 4 x 4 frame on a flat background: object A in the top-left 2 x 2 cell, object B
+  in the bottom-right one; two parts, heatmaps on the 2 x 2 grid of cells."""
 
   def _case(self):
     image = np.full((1, 4, 4, 3), 0.2, np.float32)
-    image[0, :2, :2] = [0.9, 0.2, 0.2]  # A: |0.7| in one channel -> mean abs 0.7 / 3
+    image[0, :2, :2] = [0.9, 0.2, 0.2]  # A: mean absolute difference 0.7 / 3
     image[0, 2:, 2:] = [0.2, 0.2, 0.8]  # B: 0.6 / 3
-    background = np.full((1, 4, 4, 3), 0.2, np.float32)
-    masks = np.zeros((1, 4, 4, 3), np.float32)
-    masks[..., 0] = 1.0
-    return image, background, masks
+    return image, np.full((1, 4, 4, 3), 0.2, np.float32)
 
-  def test_unexplained_content_leaves_out_what_other_parts_cover(self):
-    image, background, masks = self._case()
-    masks[0, :2, :2] = [0.0, 1.0, 0.0]  # part 1 covers A
-    content = discovery_lib.unexplained_content(image, background, masks).numpy()[0]
-    self.assertAllClose(content[0, 0], [0.7 / 3, 0.0])  # part 1 keeps seeing A; part 2 does not
-    self.assertAllClose(content[3, 3], [0.6 / 3, 0.6 / 3])  # B is free for both
-    self.assertAllClose(content[0, 3], [0.0, 0.0])  # the background explains itself
-
-  def test_value_and_gradient_send_a_free_part_to_the_uncovered_object(self):
-    image, background, masks = self._case()
-    masks[0, :2, :2] = [0.0, 1.0, 0.0]  # part 1 covers A
-    logits = tf.Variable(np.zeros((1, 4, 2), np.float32))  # uniform heatmaps over 4 cells
+  def test_each_part_is_pulled_to_the_content_it_claims_even_far_from_its_heatmap(self):
+    image, background = self._case()
+    # Part 1 peaks on A's cell, part 2 on the empty top-right cell; part 2 claims B (its logit
+    # there is higher than part 1's) although its heatmap there is tiny.
+    start = np.array([[[6.0, -2.0], [0.0, 6.0], [-4.0, -4.0], [-8.0, -2.0]]], np.float32)
+    logits = tf.Variable(start)  # [1, cells (row-major), parts]
     with tf.GradientTape() as tape:
-      heatmaps = tf.reshape(tf.nn.softmax(logits, axis=1), [1, 2, 2, 2])
-      loss = discovery_lib.seek_loss(heatmaps, image, background, masks)
-    # Uniform pdf 1/4: part 1 sees A (0.7/3) and B (0.6/3), part 2 sees B only.
-    self.assertAllClose(loss, -((0.7 + 0.6) / 3 / 4 + 0.6 / 3 / 4) / 2)
-    grad = tape.gradient(loss, logits).numpy()[0]  # [cells (row-major), parts]
-    self.assertLess(grad[3, 1], 0.0)  # descent raises part 2 on B ...
-    self.assertGreater(grad[0, 1], 0.0)  # ... and lowers it on A, which part 1 explains
-    self.assertLess(grad[0, 0], 0.0)  # part 1 is held on A
+      loss = discovery_lib.seek_loss(tf.reshape(logits, [1, 2, 2, 2]), image, background)
+    grad = tape.gradient(loss, logits).numpy()[0]
+    self.assertLess(grad[3, 1], -0.1)  # part 2 is pulled to B, not damped by its tiny pdf there
+    self.assertGreater(grad[1, 1], 0.0)  # and leaves the empty cell
+    self.assertLess(abs(grad[0, 0]), 0.1 * abs(grad[3, 1]))  # part 1 stays on A, which it claims
+    # The value: -sum over cells and parts of share * claim * log pdf.
+    claims = tf.nn.softmax(start[0], axis=1).numpy()
+    log_pdf = tf.nn.log_softmax(start[0], axis=0).numpy()
+    share = np.array([0.7, 0.0, 0.0, 0.6]) / 1.3
+    self.assertAllClose(loss, -(share[:, None] * claims * log_pdf).sum(), atol=1e-4)
+
+  def test_no_content_no_pull(self):
+    _, background = self._case()
+    logits = tf.Variable(np.random.default_rng(0).normal(size=(1, 4, 2)).astype(np.float32))
+    with tf.GradientTape() as tape:
+      loss = discovery_lib.seek_loss(tf.reshape(logits, [1, 2, 2, 2]), background, background)
+    self.assertAllClose(loss, 0.0)
+    self.assertAllClose(tape.gradient(loss, logits), np.zeros((1, 4, 2)))
 
 
 class ReconstructionLossTest(tf.test.TestCase, parameterized.TestCase):

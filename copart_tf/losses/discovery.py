@@ -1,51 +1,43 @@
-"""Part discovery: each part's heatmap is drawn to content nothing else explains (not in the paper)."""
+"""Part discovery: the parts' heatmaps are drawn to what the background layer misses (not in the paper)."""
 
 import tensorflow as tf
 
 
-def unexplained_content(image, background_image, masks):
-  """Per part, what neither the background layer nor the other parts explain, `[B, H, W, K]`.
+def seek_loss(heatmap_logits, image, background_image):
+  """Fits each part's heatmap to the content it claims: a k-means step on what the background misses.
 
-  ``r_k(u) = |I(u) - P_0(u)| * (1 - sum_{j != k, j >= 1} M_j(u))`` (mean absolute error over
-  channels): the image's difference from the background layer, minus what the other foreground
-  parts already cover. A part sitting on its object keeps seeing that object (nobody else covers
-  it); a part sitting on nothing sees every object the others leave uncovered.
-
-  Args:
-    image: `[B, H, W, 3]` the image the assembly reconstructs.
-    background_image: `[B, H, W, 3]` the background layer P_0.
-    masks: `[B, H, W, K+1]` softmax masks, index 0 = background.
-
-  Returns:
-    `[B, H, W, K]`, constant (no gradient): the map is a target, not something to shrink.
-  """
-  difference = tf.reduce_mean(tf.abs(image - background_image), axis=-1, keepdims=True)
-  foreground = masks[..., 1:]
-  others = tf.reduce_sum(foreground, axis=-1, keepdims=True) - foreground
-  return tf.stop_gradient(difference * tf.maximum(1.0 - others, 0.0))
-
-
-def seek_loss(heatmaps, image, background_image, masks):
-  """-mean over parts of sum_u pdf_k(u) r_k(u): the unexplained content under each heatmap.
+  ``-sum_u share(u) sum_k claim_k(u) log pdf_k(u)``, mean over the batch, where
+  - ``share(u)`` is the image's difference from the background layer, ``|I - P_0|`` averaged over
+    channels and pooled to the heatmap grid, normalised to sum to 1 per image (the content);
+  - ``pdf_k`` is the softmax over cells of part k's logits (its heatmap, whose expected position
+    is the part's centre with `shift_from="heatmap"`);
+  - ``claim_k(u)`` is the softmax over parts of the same logits at cell u (which part claims it).
+  share and claim are constants.
 
   Why: the reconstruction's gradient with respect to a part's pose is local to the part's mask.
-  A part that starts (or ends up) on plain background gets no gradient towards an object it does
-  not overlap, and on rung A (1-4 independently moving sprites, K = 4) every part either stayed
-  near its start or followed the one most salient sprite. This term gives the heatmap logits a
-  gradient at every cell (softmax: pdf_u (r_u - E_pdf[r])), towards content that the background
-  layer does not reproduce and no other part covers (`unexplained_content`).
+  A part that starts on plain background gets no gradient towards an object it does not overlap,
+  and on rung A (1-4 independently moving sprites, K = 4) the parts stayed near their start
+  points or all followed the one most salient sprite (docs/EXPERIMENTS.md section 7). Here the
+  gradient on the logits, ``pdf_k(u) sum_v share(v) claim_k(v) - share(u) claim_k(u)``, is not
+  damped by a small pdf far from the part, so a part reaches content anywhere in the frame, and
+  the parts split the content by which one claims it. (A plain "maximise the content under the
+  heatmap" term, whose gradient is damped by the pdf, helped rung A less and hurt rung B.)
 
   Args:
-    heatmaps: `[B, h, w, K]` per-part softmax heatmaps (each sums to 1 over the h x w cells).
-    image, background_image: `[B, H, W, 3]` with H a multiple of h.
-    masks: `[B, H, W, K+1]` the masks of the assembly of `image`.
+    heatmap_logits: `[B, h, w, K]` logits; the softmax over the h x w cells is each heatmap.
+    image, background_image: `[B, H, W, 3]`, H a multiple of h.
 
   Returns:
-    Scalar in [-1, 0]: minus the mean, over batch and parts, of the expected unexplained content
-    (mean absolute error per pixel) under the heatmap.
+    Scalar >= 0 (a cross-entropy; 0 only if every heatmap is a point on content it alone claims).
   """
-  content = unexplained_content(image, background_image, masks)
-  factor = content.shape[1] // heatmaps.shape[1]
+  content = tf.reduce_mean(tf.abs(image - background_image), axis=-1, keepdims=True)
+  factor = content.shape[1] // heatmap_logits.shape[1]
   if factor > 1:
     content = tf.nn.avg_pool2d(content, factor, factor, "VALID")
-  return -tf.reduce_mean(tf.reduce_sum(heatmaps * content, axis=[1, 2]))
+  shape = tf.shape(heatmap_logits)
+  flat = tf.reshape(heatmap_logits, [shape[0], -1, shape[3]])  # [B, n, K]
+  share = tf.reshape(tf.stop_gradient(content), [shape[0], -1, 1])
+  share /= tf.reduce_sum(share, axis=1, keepdims=True) + 1e-6  # [B, n, 1], sums to 1 per image
+  claims = tf.stop_gradient(tf.nn.softmax(flat, axis=2))  # [B, n, K]
+  log_pdf = tf.nn.log_softmax(flat, axis=1)
+  return -tf.reduce_mean(tf.reduce_sum(share * claims * log_pdf, axis=[1, 2]))

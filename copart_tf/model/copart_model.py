@@ -177,7 +177,6 @@ class CoPartModel(keras.Model):
       cut its mask), and the background terms pushed parts that did not yet explain an object
       there (measured on rung A, seed 0: three of four parts parked on the left edge; with this
       option none, fg IoU 0.275 -> 0.311). False = the paper.
-    heatmap_temperature: with `shift_from="heatmap"`, divides the heatmap logits (`TransformHead`).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -204,7 +203,6 @@ class CoPartModel(keras.Model):
     warp_source_pixels=False,
     initial_scale=1.0,
     detach_background_poses=False,
-    heatmap_temperature=1.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -243,7 +241,6 @@ class CoPartModel(keras.Model):
     self.warp_source_pixels = bool(warp_source_pixels)
     self.initial_scale = float(initial_scale)
     self.detach_background_poses = bool(detach_background_poses)
-    self.heatmap_temperature = float(heatmap_temperature)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -256,7 +253,6 @@ class CoPartModel(keras.Model):
       initial_spread=self.initial_spread,
       shift_from=shift_from,
       initial_scale=self.initial_scale,
-      heatmap_temperature=self.heatmap_temperature,
       name="transform_head",
     )
     # With warp_source_pixels the decoded colours are a residual on top of the moved pixels.
@@ -300,7 +296,6 @@ class CoPartModel(keras.Model):
       "warp_source_pixels": self.warp_source_pixels,
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
-      "heatmap_temperature": self.heatmap_temperature,
       **self.loss_weights,
     }
 
@@ -608,9 +603,9 @@ class CoPartModel(keras.Model):
       "target_scale": poses["scale"][batch : 2 * batch],
       "target_cos_sin": poses["cos_sin"][batch : 2 * batch],
     }
-    if "heatmap" in poses:
-      outputs["source_heatmap"] = poses["heatmap"][:batch]
-      outputs["target_heatmap"] = poses["heatmap"][batch : 2 * batch]
+    if "heatmap_logits" in poses:
+      outputs["source_heatmap_logits"] = poses["heatmap_logits"][:batch]
+      outputs["target_heatmap_logits"] = poses["heatmap_logits"][batch : 2 * batch]
     return outputs
 
   def _perceptual_fn(self):
@@ -681,15 +676,9 @@ class CoPartModel(keras.Model):
     seek = zero
     if w["seek"]:
       seek = discovery_lib.seek_loss(
-        outputs["source_heatmap"],
-        source,
-        outputs["source_part_images"][..., 0, :],
-        outputs["source_masks"],
+        outputs["source_heatmap_logits"], source, outputs["source_part_images"][..., 0, :]
       ) + discovery_lib.seek_loss(
-        outputs["target_heatmap"],
-        target,
-        outputs["target_part_images"][..., 0, :],
-        outputs["target_masks"],
+        outputs["target_heatmap_logits"], target, outputs["target_part_images"][..., 0, :]
       )
     auxiliary = (
       background

@@ -38,10 +38,6 @@ class TransformHead(keras.layers.Layer):
     heatmap per part (a 3x3 conv on the features, softmax over the feature grid, one grid of
     `copart_tf.ops.grid`); `initial_spread` then places a trainable Gaussian bump per part on
     the heatmap logits instead.
-  - `heatmap_temperature`: the heatmap logits are divided by it before the softmax (1 = plain
-    softmax; FOMM's keypoint detector uses 0.1). A low temperature makes each part's centre start
-    on whatever its random filter responds to most (image content) rather than near the frame
-    centre or its `initial_spread` bump.
   - `initial_scale`: the scale every part starts at (1 = the reference, a part as large as the
     frame). A smaller start gives each part a local mask whose position the reconstruction can
     correct from the first step (see `CoPartModel` pose_prior_radius).
@@ -65,13 +61,9 @@ class TransformHead(keras.layers.Layer):
     initial_spread=0.0,
     shift_from="regression",
     initial_scale=1.0,
-    heatmap_temperature=1.0,
     **kwargs,
   ):
     super().__init__(**kwargs)
-    if heatmap_temperature <= 0:
-      raise ValueError(f"heatmap_temperature must be > 0, got {heatmap_temperature}")
-    self.heatmap_temperature = float(heatmap_temperature)
     if shift_from not in ("regression", "heatmap"):
       raise ValueError(f"shift_from must be regression|heatmap, got {shift_from!r}")
     self.shift_from = shift_from
@@ -168,7 +160,8 @@ class TransformHead(keras.layers.Layer):
 
   def call(self, features):
     """Returns a dict: affines `[B, K, 2, 3]`, cos_sin, scale, shift (each `[B, K, 2]`), and with
-    `shift_from="heatmap"` the heatmap `[B, h, w, K]` (softmax over the h x w cells per part)."""
+    `shift_from="heatmap"` the heatmap logits `[B, h, w, K]` (bias included; their softmax over
+    the h x w cells is each part's heatmap)."""
     x = features
     for layer in self.convs:
       x = layer(x)
@@ -180,9 +173,10 @@ class TransformHead(keras.layers.Layer):
     if self.heatmap is None:
       shift = tf.reshape(self.shift(x), [-1, k, 2])
     else:
-      logits = self.heatmap(tf.cast(features, tf.float32)) / self.heatmap_temperature  # [B,h,w,K]
+      logits = self.heatmap(tf.cast(features, tf.float32))  # [B, h, w, K]
       shape = tf.shape(logits)
-      pdf = tf.nn.softmax(tf.reshape(logits, [shape[0], -1, k]) + self.heatmap_bias, axis=1)
+      logits = tf.reshape(logits, [shape[0], -1, k]) + self.heatmap_bias
+      pdf = tf.nn.softmax(logits, axis=1)
       grid = tf.reshape(grid_lib.make_grid(shape[1], shape[2], pdf.dtype), [-1, 2])
       shift = tf.einsum("bnk,nc->bkc", pdf, grid)
     out = {
@@ -192,5 +186,5 @@ class TransformHead(keras.layers.Layer):
       "shift": shift,
     }
     if self.heatmap is not None:
-      out["heatmap"] = tf.reshape(pdf, shape)  # [B, h, w, K], each part's pdf sums to 1
+      out["heatmap_logits"] = tf.reshape(logits, shape)  # softmax over the h x w cells = heatmap
     return out

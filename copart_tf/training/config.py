@@ -41,7 +41,6 @@ class TrainConfig:
   warp_source_pixels: bool = False
   initial_scale: float = 1.0
   detach_background_poses: bool = False
-  heatmap_temperature: float = 1.0
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -90,8 +89,6 @@ class TrainConfig:
       raise ConfigError(f"--loss_seek={self.loss_weights['seek']}: needs --shift_from=heatmap")
     if not 0.1 < self.initial_scale < 1.9:
       raise ConfigError(f"--initial_scale={self.initial_scale}: must be in (0.1, 1.9)")
-    if self.heatmap_temperature <= 0:
-      raise ConfigError(f"--heatmap_temperature={self.heatmap_temperature}: must be > 0")
     if self.pose_prior_radius < 0:
       raise ConfigError(f"--pose_prior_radius={self.pose_prior_radius}: must be >= 0")
     if self.on_bad_frame not in ("fail", "skip"):
@@ -125,7 +122,6 @@ class TrainConfig:
       "warp_source_pixels": self.warp_source_pixels,
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
-      "heatmap_temperature": self.heatmap_temperature,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
