@@ -11,6 +11,8 @@ import pytest
 from absl import flags
 
 from copart_tf import train
+from copart_tf.errors import ConfigError
+from copart_tf.training.config import TrainConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, "configs", "*.cfg")))
@@ -31,3 +33,12 @@ def test_config_parses_and_validates(path):
   finally:
     FLAGS.unparse_flags()
   assert config.data_dir and config.model_dir
+
+
+def test_seek_without_heatmap_shifts_is_a_one_line_config_error():
+  config = TrainConfig(data_dir="d", model_dir="m")
+  config.loss_weights["seek"] = 1.0
+  with pytest.raises(ConfigError, match="--loss_seek=1.0: needs --shift_from=heatmap"):
+    config.validate()
+  config.shift_from = "heatmap"
+  config.validate()
