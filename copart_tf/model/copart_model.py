@@ -326,8 +326,9 @@ class CoPartModel(keras.Model):
       part_maps: also run the part-map head (the target passes of training need only poses).
 
     Returns:
-      dict: affines `[B, K, 2, 3]`, cos_sin/scale/shift `[B, K, 2]`, and part_maps
-      `[B, S/4, S/4, K+1, C_lat]` when requested.
+      dict: affines `[B, K, 2, 3]`, cos_sin/scale/shift `[B, K, 2]`, heatmap_logits
+      `[B, S/4, S/4, K]` with `shift_from="heatmap"`, and part_maps `[B, S/4, S/4, K+1, C_lat]`
+      when requested.
     """
     features = self.encoder(images)
     out = dict(self.transform_head(features))
