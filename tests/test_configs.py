@@ -35,10 +35,11 @@ def test_config_parses_and_validates(path):
   assert config.data_dir and config.model_dir
 
 
-def test_seek_without_heatmap_shifts_is_a_one_line_config_error():
+@pytest.mark.parametrize("term", ["seek", "claims"])
+def test_discovery_terms_without_heatmap_shifts_are_a_one_line_config_error(term):
   config = TrainConfig(data_dir="d", model_dir="m")
-  config.loss_weights["seek"] = 1.0
-  with pytest.raises(ConfigError, match="--loss_seek=1.0: needs --shift_from=heatmap"):
+  config.loss_weights[term] = 1.0
+  with pytest.raises(ConfigError, match=f"--loss_{term}=1.0: needs --shift_from=heatmap"):
     config.validate()
   config.shift_from = "heatmap"
   config.validate()

@@ -37,6 +37,8 @@ DEFAULT_LOSS_WEIGHTS = {
   "redundancy": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.seek_loss`.
   "seek": 0.0,
+  # Not in the reference, needs shift_from="heatmap": `discovery_lib.claims_loss`.
+  "claims": 0.0,
 }
 
 LOSS_TERMS = (
@@ -54,6 +56,7 @@ LOSS_TERMS = (
   "canonical_concentration",
   "redundancy",
   "seek",
+  "claims",
 )
 
 
@@ -218,8 +221,9 @@ class CoPartModel(keras.Model):
       raise ValueError(f"perceptual_loss must be none|pyramid|vgg, got {perceptual_loss!r}")
     if background_on not in ("retarget", "both"):
       raise ValueError(f"background_on must be retarget|both, got {background_on!r}")
-    if weights["seek"] and shift_from != "heatmap":
-      raise ValueError('the seek loss (weight "seek") needs shift_from="heatmap"')
+    for term in ("seek", "claims"):
+      if weights[term] and shift_from != "heatmap":
+        raise ValueError(f'the {term} loss (weight "{term}") needs shift_from="heatmap"')
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -543,9 +547,9 @@ class CoPartModel(keras.Model):
     """
     batch = tf.shape(source)[0]
     k = self.num_parts
-    warped = warp_lib.warp_affine(target, warp_affines, padding="border")
+    warped_image = warp_lib.warp_affine(target, warp_affines, padding="border")
     # One trunk + transform-head pass over the three images; part maps for the source only.
-    features = self.encoder(tf.concat([source, target, warped], axis=0))
+    features = self.encoder(tf.concat([source, target, warped_image], axis=0))
     poses = self.transform_head(features)
     source_affines = poses["affines"][:batch]
     target_affines = poses["affines"][batch : 2 * batch]
@@ -607,6 +611,8 @@ class CoPartModel(keras.Model):
     if "heatmap_logits" in poses:
       outputs["source_heatmap_logits"] = poses["heatmap_logits"][:batch]
       outputs["target_heatmap_logits"] = poses["heatmap_logits"][batch : 2 * batch]
+      outputs["warped_heatmap_logits"] = poses["heatmap_logits"][2 * batch :]
+      outputs["warped_image"] = warped_image
     return outputs
 
   def _perceptual_fn(self):
@@ -681,10 +687,20 @@ class CoPartModel(keras.Model):
       ) + discovery_lib.seek_loss(
         outputs["target_heatmap_logits"], target, outputs["target_part_images"][..., 0, :]
       )
+    claims = zero
+    if w["claims"]:
+      claims = discovery_lib.claims_loss(
+        outputs["target_heatmap_logits"],
+        outputs["warped_heatmap_logits"],
+        outputs["warped_image"],
+        outputs["target_part_images"][..., 0, :],
+        warp_affines,
+      )
     auxiliary = (
       background
       + w["redundancy"] * redundancy
       + w["seek"] * seek
+      + w["claims"] * claims
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
       + w["equivariance"] * equivariance
@@ -710,6 +726,7 @@ class CoPartModel(keras.Model):
       "canonical_concentration": canonical,
       "redundancy": redundancy,
       "seek": seek,
+      "claims": claims,
     }
 
   def _warp_affines_for(self, data, batch):

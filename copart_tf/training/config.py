@@ -85,8 +85,9 @@ class TrainConfig:
       raise ConfigError(f"--background_on={self.background_on!r}: retarget or both")
     if self.shift_from not in ("regression", "heatmap"):
       raise ConfigError(f"--shift_from={self.shift_from!r}: regression or heatmap")
-    if self.loss_weights.get("seek") and self.shift_from != "heatmap":
-      raise ConfigError(f"--loss_seek={self.loss_weights['seek']}: needs --shift_from=heatmap")
+    for term in ("seek", "claims"):
+      if self.loss_weights.get(term) and self.shift_from != "heatmap":
+        raise ConfigError(f"--loss_{term}={self.loss_weights[term]}: needs --shift_from=heatmap")
     if not 0.1 < self.initial_scale < 1.9:
       raise ConfigError(f"--initial_scale={self.initial_scale}: must be in (0.1, 1.9)")
     if self.pose_prior_radius < 0:

@@ -1,0 +1,589 @@
+r"""Pose oracles on rung A (sprites): the mask ceiling with the true poses, and pose learning alone.
+
+  python benchmarks/pose_oracles.py [--data_dir=data/sprites] [--steps=600] [--batch_size=8]
+      [--seed=0] [--checks=oracle,supervised] [--shift_from=heatmap] [--json_out=PATH]
+
+Why: issue 17 section 3 asks for two component checks that split rung A's failure (configs/
+sprites.cfg misses its bar) between "the model cannot make masks" and "the model cannot find the
+poses":
+
+- "Oracle poses: feed the true sprite poses instead of the transform head; masks must reach fg
+  IoU >= 0.95" (``--checks=oracle``). The model of configs/sprites.cfg (`SPRITES_RECIPE`: K = 4,
+  small preset, 64 px, composed warps, pyramid perceptual term, pose prior radius 1, moved source
+  pixels, initial scale 0.25, source reconstruction weight 1, background ramped in over 200 steps
+  and blind to the poses, redundancy 1) is trained from scratch with the side-car's true sprite
+  poses (`copart_tf.data.ground_truth.read_poses`: canonical -> image affines [A | t], normalised
+  coordinates) in place of the transform head's output; everything else (encoder, part-map head,
+  decoder) trains as usual on the same losses. Seek and equivariance are 0 (they only train the
+  poses). Sprite k drives part k; a sprite without ``pose_visible`` (absent from the video, centre
+  outside the frame, or fully occluded) gets `ABSENT_POSE`, a tiny part far outside the frame, so
+  its coverage and the pose prior give it no mask (caveat: the translation term |t_k - centroid_k|
+  of such a part stays >= 8 and rewards moving its mask mass towards the frame's bottom-right
+  corner; it dominates the logged ``translation`` loss). Pairs: two frames of one training
+  video drawn uniformly (`sample_pairs`), identity warp (equivariance is off), no augmentation.
+  Test split, with the true poses: every 4th frame of every video (`EVAL_FRAME_STRIDE`); ``fg
+  IoU`` = mean over frames of `copart_tf.evaluation.metrics.foreground_iou`; ``part IoU k`` = IoU
+  of part k with sprite k over all those pixels (no mapping: the poses fix which part is which);
+  ``target L1`` = mean |target reconstruction - target| of `CoPartModel.forward_pair` on the
+  quality ladder's test pairs (source frame 0, targets every 8 frames), next to ``copy-source
+  L1`` = mean |target - source|; ``train L1`` = the target L1 term of the last training step.
+- "Pose learning alone" (``--checks=supervised``): the encoder + transform head (``--shift_from``:
+  heatmap, the sprites.cfg head, or regression) trained alone with an L1 on the true poses of the
+  visible sprites (the 6 affine entries), on single training frames. On the test frames above:
+  ``centre err`` = mean distance between predicted and true centres of the visible sprites, in
+  pixels of the frame (normalised distance x size / 2); ``linear L1`` = mean |A_pred - A_true|
+  over the 2 x 2 linear part, next to predicting the mean A of the visible test sprites (pooled
+  over sprites); the same baseline for the centres.
+
+Both checks: `keras.utils.set_random_seed(--seed)` before the model is built, Adam(1e-3),
+``--batch_size`` pairs (oracle) or frames (supervised) per step drawn with
+``np.random.default_rng(--seed)``. A missing ``--data_dir`` is generated first as the trainer
+would (`copart_tf.data.sprites.synthesize_sprites_dataset`, sprites.cfg's 200 + 20 videos x 32
+frames at 64 px, data seed 0, ~20 s); a data dir without the side-car labels, or written by
+another generator, is an error. Progress every 100 steps on stderr; a table on stdout; the JSON
+(``--json_out``) holds the flags, every metric, the last step's losses and the load average at the
+start and the end.
+
+Expected (measured 2026-12-06 with the scratch versions of these checks, seed 0, 600 steps, ~2.5
+min + 20 s on the 2-core CPU VM; this script reproduces the scratch oracle's losses and metrics
+bit for bit at 10 steps):
+
+- oracle: fg IoU 0.860, part IoU 0.860 / 0.866 / 0.832 / 0.796 (mean 0.838), train L1 0.0034.
+  With correct poses, decoder + assembly + losses nearly reach rung A's bar (fg IoU 0.95, part
+  IoU 0.85): rung A's failure is pose learning.
+- supervised (heatmap): centre error 0.77 px; linear-part L1 0.085 vs 0.065 for predicting the
+  mean. The heatmap localises the sprites easily, but the rotation/scale regression does not
+  learn even when supervised.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+# copart_tf before TensorFlow (imported lazily below): its environment defaults (oneDNN on).
+from copart_tf.data import ground_truth, layout, video_io  # noqa: E402
+from copart_tf.data import sprites as sprites_lib  # noqa: E402
+from copart_tf.errors import CopartError  # noqa: E402
+from copart_tf.evaluation import metrics  # noqa: E402
+
+CHECKS = ("oracle", "supervised")
+LOG_EVERY = 100
+LEARNING_RATE = 1e-3
+EVAL_FRAME_STRIDE = 4  # test frames 0, 4, 8, ... of every video
+PAIR_GAP = 8  # test pairs as the quality ladder's: source frame 0, targets 8, 16, ...
+# The rung-A bar (benchmarks/quality_ladder.py BARS["A"]), for the table's legend.
+BAR_FG_IOU = 0.95
+BAR_PART_IOU = 0.85
+# What the trainer generates for configs/sprites.cfg (--synth_* flags, --image_size, --seed 0).
+DATA_SPEC = {"train_videos": 200, "test_videos": 20, "frames": 32, "size": 64, "seed": 0}
+# The model of configs/sprites.cfg (CoPartModel kwargs; num_parts and image_size come from the
+# data), with the terms that only train the poses switched off: the oracle check has no poses to
+# train and the supervised check uses only the encoder and the transform head.
+SPRITES_RECIPE = {
+  "preset": "small",
+  "compose_warps": True,
+  "perceptual_loss": "pyramid",
+  "shift_from": "heatmap",
+  "pose_prior_radius": 1.0,
+  "warp_source_pixels": True,
+  "initial_scale": 0.25,
+  "initial_spread": 0.0,
+  "source_rec": 1.0,
+  "background_warmup_steps": 200,
+  "detach_background_poses": True,
+  "redundancy": 1.0,
+  "seek": 0.0,
+  "equivariance": 0.0,
+}
+# The pose of a sprite without pose_visible: std 0.1, centred 2.5 frame widths right of and below
+# the frame (normalised coordinates span [-1, 1]).
+ABSENT_POSE = np.array([[0.1, 0.0, 5.0], [0.0, 0.1, 5.0]], np.float32)
+
+
+def log(message):
+  print(f"[pose_oracles] {message}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# Data
+# ------------------------------------------------------------------------------------------------
+
+
+def ensure_data(data_dir, spec=None):
+  """Generates the sprites dataset at `data_dir` if it is missing or empty (as the trainer does)."""
+  if os.path.isdir(data_dir) and os.listdir(data_dir):
+    return
+  spec = dict(DATA_SPEC, **(spec or {}))
+  log(
+    f"{data_dir} is missing: generating the sprites dataset ({spec['train_videos']} train + "
+    f"{spec['test_videos']} test videos x {spec['frames']} frames, {spec['size']} px)"
+  )
+  summary = sprites_lib.synthesize_sprites_dataset(
+    data_dir,
+    train_videos=spec["train_videos"],
+    test_videos=spec["test_videos"],
+    frames=spec["frames"],
+    size=spec["size"],
+    seed=spec["seed"],
+  )
+  log(f"dataset ready in {summary.get('seconds', float('nan')):.0f} s")
+
+
+def check_generator(data_dir):
+  """Exits when ``meta.json`` says another generator wrote `data_dir`."""
+  path = os.path.join(data_dir, "meta.json")
+  if not os.path.isfile(path):
+    return
+  try:
+    with open(path) as f:
+      generator = json.load(f).get("generator")
+  except (OSError, ValueError) as e:
+    raise SystemExit(f"error: cannot read {path}: {e}") from None
+  if generator != sprites_lib.GENERATOR_VERSION:
+    raise SystemExit(
+      f"error: {data_dir} was written by {generator!r}, not {sprites_lib.GENERATOR_VERSION!r} "
+      "(sprite k must be the same shape in every video); delete it to regenerate"
+    )
+
+
+def load_split(data_dir, split):
+  """Every video of `split`: dicts with frames uint8 `[T, S, S, 3]`, poses `[T, P, 2, 3]`,
+  visible bool `[T, P]` and parts uint8 `[T, S, S]` (side-car labels)."""
+  videos = []
+  for path in layout.split_video_paths(data_dir, split):
+    name = os.path.basename(path)
+    labels = os.path.join(data_dir, "labels", split, name + ".npz")
+    if not os.path.isfile(labels):
+      raise SystemExit(
+        f"error: {labels} is missing: these checks need the side-car labels (poses, parts) of "
+        f"copart_tf.data.sprites; delete {data_dir} to regenerate it"
+      )
+    files = video_io.list_frame_files(path)
+    frames = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    poses = ground_truth.read_poses(labels)
+    parts = ground_truth.read_ground_truth(labels, num_frames=len(files))["parts"]
+    if parts.shape[1:] != frames.shape[1:3]:
+      raise SystemExit(f"error: {labels}: parts {parts.shape[1:]} vs frames {frames.shape[1:3]}")
+    videos.append(
+      {
+        "name": name,
+        "frames": frames,
+        "poses": poses["poses"],
+        "visible": poses["pose_visible"],
+        "parts": parts,
+      }
+    )
+  return videos
+
+
+def oracle_poses(poses, visible):
+  """The poses the oracle feeds: the true ones, `ABSENT_POSE` where a sprite is not visible."""
+  poses = np.array(poses, np.float32)
+  poses[~visible] = ABSENT_POSE
+  return poses
+
+
+def as_float(frames):
+  return frames.astype(np.float32) / 255
+
+
+def sample_pairs(rng, videos, batch_size):
+  """Source and target frames of `batch_size` pairs: a video, then two frames, sorted."""
+  sources, targets = [], []
+  for _ in range(batch_size):
+    video = int(rng.integers(len(videos)))
+    i, j = sorted(rng.integers(len(videos[video]["frames"]), size=2))
+    sources.append((video, int(i)))
+    targets.append((video, int(j)))
+  return sources, targets
+
+
+def eval_frames(video):
+  return np.arange(0, len(video["frames"]), EVAL_FRAME_STRIDE)
+
+
+def test_pairs(num_frames):
+  """(source, target) frame indices of one test video: (0, g), (0, 2g), ... < T, else (0, T-1)."""
+  targets = list(range(PAIR_GAP, num_frames, PAIR_GAP))
+  if not targets and num_frames > 1:
+    targets = [num_frames - 1]
+  return [(0, t) for t in targets]
+
+
+def _step_line(check, step, steps, losses, started, keys):
+  values = " ".join(f"{k} {float(losses[k]):.4f}" for k in keys if k in losses)
+  return f"{check} step {step}/{steps}: {values} ({time.time() - started:.0f} s)"
+
+
+# ------------------------------------------------------------------------------------------------
+# Check 1: oracle poses
+# ------------------------------------------------------------------------------------------------
+
+
+def true_pose_head(num_parts):
+  """A layer standing in for `CoPartModel.transform_head` that returns the poses given to `set`.
+
+  Its output has the keys of `TransformHead.call` (affines, cos_sin, scale, shift,
+  heatmap_logits), so `forward_pair` and `call` run unchanged. It has no Keras weights; the poses
+  live in a plain non-trainable `tf.Variable` whose batch dimension is free.
+  """
+  import keras
+  import tensorflow as tf
+
+  from copart_tf.ops import affine as affine_lib
+
+  class TruePoseHead(keras.layers.Layer):
+    def __init__(self, num_parts, **kwargs):
+      super().__init__(**kwargs)
+      self.num_parts = num_parts
+      self.affines = tf.Variable(
+        tf.zeros([0, num_parts, 2, 3]),
+        shape=tf.TensorShape([None, num_parts, 2, 3]),
+        trainable=False,
+        name="true_affines",
+      )
+
+    def set(self, affines):
+      self.affines.assign(tf.convert_to_tensor(affines, tf.float32))
+
+    def build(self, input_shape):
+      del input_shape
+      self.built = True
+
+    def call(self, features):
+      affines = tf.convert_to_tensor(self.affines)
+      shape = tf.shape(features)
+      tf.debugging.assert_equal(
+        tf.shape(affines)[0], shape[0], message="true poses and features: different batch sizes"
+      )
+      theta, scale, shift = affine_lib.to_pose(affines)
+      return {
+        "affines": affines,
+        "cos_sin": tf.stack([tf.cos(theta), tf.sin(theta)], axis=-1),
+        "scale": scale,
+        "shift": shift,
+        "heatmap_logits": tf.zeros([shape[0], shape[1], shape[2], self.num_parts]),
+      }
+
+  return TruePoseHead(num_parts, name="true_pose_head")
+
+
+def run_oracle(train, test, args, num_parts, size):
+  """Trains the sprites.cfg model with the true poses; returns the check's results."""
+  import keras
+  import tensorflow as tf
+
+  from copart_tf.model.copart_model import CoPartModel
+  from copart_tf.ops import affine as affine_lib
+
+  keras.utils.set_random_seed(args.seed)
+  model = CoPartModel(num_parts=num_parts, image_size=size, **SPRITES_RECIPE)
+  # The benchmark isolates decoder + assembly + losses from pose learning: the true poses stand
+  # in for the transform head. The swap happens before `build` (Keras locks a built model's
+  # layers), so the real head is never built and has no variables; the filter below keeps any out
+  # of the optimised set all the same.
+  real_head = model.transform_head
+  head = true_pose_head(num_parts)
+  model.transform_head = head
+  model.build()
+  optimizer = keras.optimizers.Adam(LEARNING_RATE)
+  model.compile(optimizer=optimizer)  # compute_losses ramps the background by optimizer.iterations
+  excluded = {id(v) for v in real_head.weights}
+  variables = [v for v in model.trainable_variables if id(v) not in excluded]
+  if any(v.path.startswith("transform_head") for v in variables):
+    raise RuntimeError("transform head variables in the optimised set")
+
+  @tf.function
+  def train_step(source, target, affines):
+    head.set(affines)
+    warp = affine_lib.identity([tf.shape(source)[0]])
+    with tf.GradientTape() as tape:
+      outputs = model.forward_pair(source, target, warp)
+      losses = model.compute_losses(source, target, warp, outputs)
+    gradients = tape.gradient(losses["total"], variables)
+    optimizer.apply(gradients, variables)
+    return losses
+
+  @tf.function(reduce_retracing=True)
+  def segment(images, affines):
+    head.set(affines)
+    return model(images)["part_labels"]
+
+  @tf.function(reduce_retracing=True)
+  def reconstruct(source, target, affines):
+    head.set(affines)
+    warp = affine_lib.identity([tf.shape(source)[0]])
+    return model.forward_pair(source, target, warp)["target_reconstruction"]
+
+  train_poses = [oracle_poses(v["poses"], v["visible"]) for v in train]
+  rng = np.random.default_rng(args.seed)
+  keys = ("total", "rec_target", "l1", "redundancy", "background", "translation", "rotation_scale")
+  started = time.time()
+  for step in range(args.steps):
+    sources, targets = sample_pairs(rng, train, args.batch_size)
+    source = as_float(np.stack([train[v]["frames"][i] for v, i in sources]))
+    target = as_float(np.stack([train[v]["frames"][j] for v, j in targets]))
+    source_poses = np.stack([train_poses[v][i] for v, i in sources])
+    target_poses = np.stack([train_poses[v][j] for v, j in targets])
+    # Poses of the encoder's three images: source, target, warped target (identity warp).
+    affines = np.concatenate([source_poses, target_poses, target_poses])
+    losses = train_step(source, target, affines)
+    if step % LOG_EVERY == 0 or step == args.steps - 1:
+      log(_step_line("oracle", step + 1, args.steps, losses, started, keys))
+  train_seconds = time.time() - started
+  last = {k: float(v) for k, v in losses.items()}
+
+  started = time.time()
+  fg_ious = []
+  confusion = np.zeros([num_parts + 1, num_parts + 1], np.int64)
+  model_l1, copy_l1 = [], []
+  for video in test:
+    poses = oracle_poses(video["poses"], video["visible"])
+    idx = eval_frames(video)
+    labels = segment(as_float(video["frames"][idx]), poses[idx]).numpy()
+    for pred, gt in zip(labels, video["parts"][idx], strict=True):
+      fg_ious.append(metrics.foreground_iou(pred, gt))
+      confusion += metrics.confusion_counts(pred, gt, num_parts, num_parts)
+    pairs = test_pairs(len(video["frames"]))
+    if pairs:
+      src_idx, tgt_idx = (np.array(c) for c in zip(*pairs, strict=True))
+      source = as_float(video["frames"][src_idx])
+      target = as_float(video["frames"][tgt_idx])
+      affines = np.concatenate([poses[src_idx], poses[tgt_idx], poses[tgt_idx]])
+      rec = reconstruct(source, target, affines).numpy()
+      model_l1 += list(np.abs(rec - target).mean(axis=(1, 2, 3)))
+      copy_l1 += list(np.abs(source - target).mean(axis=(1, 2, 3)))
+  iou = metrics.iou_matrix(confusion)
+  part_iou = [float(iou[k, k]) for k in range(1, num_parts + 1)]
+  return {
+    "steps": args.steps,
+    "train_seconds": train_seconds,
+    "eval_seconds": time.time() - started,
+    "metrics": {
+      "fg_iou": float(np.mean(fg_ious)),
+      "part_iou": part_iou,
+      "part_iou_mean": float(np.mean(part_iou)),
+      "target_l1": float(np.mean(model_l1)) if model_l1 else None,
+      "copy_source_l1": float(np.mean(copy_l1)) if copy_l1 else None,
+      "train_l1": last["l1"],
+    },
+    "iou_matrix": iou,
+    "test_frames": len(fg_ious),
+    "test_pairs": len(model_l1),
+    "last_step_losses": last,
+  }
+
+
+# ------------------------------------------------------------------------------------------------
+# Check 2: supervised transform head
+# ------------------------------------------------------------------------------------------------
+
+
+def run_supervised(train, test, args, num_parts, size):
+  """Trains encoder + transform head on the true poses; returns the check's results."""
+  import keras
+  import tensorflow as tf
+
+  from copart_tf.model.copart_model import CoPartModel
+
+  keras.utils.set_random_seed(args.seed)
+  recipe = dict(SPRITES_RECIPE, shift_from=args.shift_from)
+  model = CoPartModel(num_parts=num_parts, image_size=size, **recipe)
+  model.build()
+  optimizer = keras.optimizers.Adam(LEARNING_RATE)
+  variables = model.encoder.trainable_variables + model.transform_head.trainable_variables
+
+  @tf.function
+  def train_step(images, poses, visible):
+    with tf.GradientTape() as tape:
+      affines = model.transform_head(model.encoder(images))["affines"]
+      weight = tf.cast(visible, tf.float32)[..., None, None]
+      loss = tf.reduce_sum(weight * tf.abs(affines - poses)) / tf.reduce_sum(weight) / 6
+    gradients = tape.gradient(loss, variables)
+    optimizer.apply(gradients, variables)
+    return {"l1": loss}
+
+  @tf.function(reduce_retracing=True)
+  def predict(images):
+    return model.transform_head(model.encoder(images))["affines"]
+
+  frames = np.concatenate([v["frames"] for v in train])
+  poses = np.concatenate([v["poses"] for v in train])
+  visible = np.concatenate([v["visible"] for v in train])
+  rng = np.random.default_rng(args.seed)
+  started = time.time()
+  for step in range(args.steps):
+    i = rng.integers(len(frames), size=args.batch_size)
+    losses = train_step(as_float(frames[i]), poses[i], visible[i])
+    if step % LOG_EVERY == 0 or step == args.steps - 1:
+      log(_step_line("supervised", step + 1, args.steps, losses, started, ("l1",)))
+  train_seconds = time.time() - started
+
+  started = time.time()
+  pred, true, vis = [], [], []
+  for video in test:
+    idx = eval_frames(video)
+    pred.append(predict(as_float(video["frames"][idx])).numpy())
+    true.append(video["poses"][idx])
+    vis.append(video["visible"][idx])
+  pred, true, vis = np.concatenate(pred), np.concatenate(true), np.concatenate(vis)
+  pred, true = pred[vis], true[vis]  # [N visible sprites, 2, 3]
+  half = size / 2
+  mean = true.mean(axis=0)
+  centre = np.linalg.norm(pred[:, :, 2] - true[:, :, 2], axis=-1).mean() * half
+  centre_mean = np.linalg.norm(mean[None, :, 2] - true[:, :, 2], axis=-1).mean() * half
+  linear = np.abs(pred[:, :, :2] - true[:, :, :2]).mean()
+  linear_mean = np.abs(mean[None, :, :2] - true[:, :, :2]).mean()
+  return {
+    "steps": args.steps,
+    "train_seconds": train_seconds,
+    "eval_seconds": time.time() - started,
+    "shift_from": args.shift_from,
+    "metrics": {
+      "centre_error_px": float(centre),
+      "centre_error_px_mean_baseline": float(centre_mean),
+      "linear_l1": float(linear),
+      "linear_l1_mean_baseline": float(linear_mean),
+      "train_l1": float(losses["l1"]),
+    },
+    "test_sprites": int(len(true)),
+  }
+
+
+# ------------------------------------------------------------------------------------------------
+# Table, flags, main
+# ------------------------------------------------------------------------------------------------
+
+
+def _metrics_cell(check, result):
+  m = result["metrics"]
+  if check == "oracle":
+    parts = " / ".join(f"{v:.3f}" for v in m["part_iou"])
+    text = f"fg IoU {m['fg_iou']:.3f}; part IoU {parts} (mean {m['part_iou_mean']:.3f})"
+    if m["target_l1"] is not None:
+      text += f"; target L1 {m['target_l1']:.4f} (copy {m['copy_source_l1']:.4f})"
+    return text + f"; train L1 {m['train_l1']:.4f}"
+  return (
+    f"{result['shift_from']}: centre err {m['centre_error_px']:.2f} px "
+    f"(mean {m['centre_error_px_mean_baseline']:.2f}); linear L1 {m['linear_l1']:.4f} "
+    f"(mean {m['linear_l1_mean_baseline']:.4f})"
+  )
+
+
+def format_table(results):
+  rows = [["check", "steps", "seconds (train)", "metrics"]]
+  for check, result in results["checks"].items():
+    rows.append(
+      [check, str(result["steps"]), f"{result['train_seconds']:.0f}", _metrics_cell(check, result)]
+    )
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+  lines = []
+  for j, row in enumerate(rows):
+    lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if j == 0:
+      lines.append("-+-".join("-" * w for w in widths))
+  lines.append(
+    f"rung-A bar: fg IoU >= {BAR_FG_IOU}, part IoU >= {BAR_PART_IOU}; test frames every "
+    f"{EVAL_FRAME_STRIDE}th, pairs every {PAIR_GAP} frames from frame 0; L1 on [0, 1] pixels; "
+    "mean = predicting the mean test pose"
+  )
+  return "\n".join(lines)
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument(
+    "--data_dir",
+    default=os.path.join(ROOT, "data", "sprites"),
+    help="Sprites dataset with side-car labels (generated if missing; default: the repository's "
+    "data/sprites).",
+  )
+  parser.add_argument("--steps", type=int, default=600, help="Training steps of every check.")
+  parser.add_argument("--batch_size", type=int, default=8, help="Pairs (or frames) per step.")
+  parser.add_argument("--seed", type=int, default=0, help="Weights and pair sampling seed.")
+  parser.add_argument(
+    "--checks", default=",".join(CHECKS), help="Comma-separated checks (oracle,supervised)."
+  )
+  parser.add_argument(
+    "--shift_from",
+    default="heatmap",
+    choices=("heatmap", "regression"),
+    help="Transform head centres of the supervised check.",
+  )
+  parser.add_argument("--json_out", default="", help="Write the results as JSON here.")
+  args = parser.parse_args(argv)
+  args.checks = [c.strip() for c in args.checks.split(",") if c.strip()]
+  unknown = [c for c in args.checks if c not in CHECKS]
+  if unknown or not args.checks:
+    parser.error(f"--checks: unknown {unknown or 'empty'} (known: {','.join(CHECKS)})")
+  if args.steps < 1:
+    parser.error("--steps must be >= 1")
+  if args.batch_size < 1:
+    parser.error("--batch_size must be >= 1")
+  args.data_dir = os.path.abspath(args.data_dir)
+  return args
+
+
+def run(args):
+  started = time.time()
+  results = {
+    "benchmark": "pose_oracles",
+    "config": {k: v for k, v in vars(args).items()},
+    "recipe": SPRITES_RECIPE,
+    "absent_pose": ABSENT_POSE,
+    "load_average_at_start": list(os.getloadavg()),
+    "checks": {},
+  }
+  try:
+    ensure_data(args.data_dir)
+    check_generator(args.data_dir)
+    log(f"loading {args.data_dir}")
+    train = load_split(args.data_dir, "train")
+    test = load_split(args.data_dir, "test")
+  except CopartError as e:
+    raise SystemExit(f"error: {e}") from None
+  size = train[0]["frames"].shape[1]
+  num_parts = train[0]["poses"].shape[1]
+  results["data"] = {
+    "train_videos": len(train),
+    "test_videos": len(test),
+    "frame_size": size,
+    "num_sprites": num_parts,
+  }
+  log(f"{len(train)} train + {len(test)} test videos, {size} px, {num_parts} sprites")
+  runners = {"oracle": run_oracle, "supervised": run_supervised}
+  for check in args.checks:
+    log(f"{check}: {args.steps} steps")
+    results["checks"][check] = runners[check](train, test, args, num_parts, size)
+  results["load_average_at_end"] = list(os.getloadavg())
+  results["wall_seconds"] = time.time() - started
+  results["table"] = format_table(results)
+  return results
+
+
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  results = run(args)
+  print(results["table"], flush=True)
+  if args.json_out:
+    from copart_tf.evaluation.evaluator import to_jsonable
+
+    os.makedirs(os.path.dirname(os.path.abspath(args.json_out)), exist_ok=True)
+    with open(args.json_out, "w") as f:
+      json.dump(to_jsonable(results), f, indent=2, allow_nan=False)
+      f.write("\n")
+    print(f"JSON: {args.json_out}", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
