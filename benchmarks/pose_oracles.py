@@ -51,9 +51,9 @@ Expected (measured 2026-12-06 with this script, seed 0, 600 steps: oracle 134 s 
   on the test pairs (copy-source 0.0360), train L1 0.0034.
   With correct poses, decoder + assembly + losses nearly reach rung A's bar (fg IoU 0.95, part
   IoU 0.85): rung A's failure is pose learning.
-- supervised (heatmap): centre error 0.77 px (21.85 px for predicting the mean centre); linear-part L1 0.085 vs 0.065 for predicting the
-  mean. The heatmap localises the sprites easily, but the rotation/scale regression does not
-  learn even when supervised.
+- supervised (heatmap): centre error 0.77 px (21.85 px for predicting the mean centre);
+  linear-part L1 0.085 vs 0.065 for predicting the mean. The heatmap localises the sprites by
+  identity easily, but the rotation/scale regression does not learn even when supervised.
 """
 
 import argparse
