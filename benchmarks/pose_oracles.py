@@ -75,6 +75,9 @@ from copart_tf.data import sprites as sprites_lib  # noqa: E402
 from copart_tf.errors import CopartError  # noqa: E402
 from copart_tf.evaluation import metrics  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import quality_ladder  # noqa: E402  (its table layout)
+
 CHECKS = ("oracle", "supervised")
 LOG_EVERY = 100
 LEARNING_RATE = 1e-3
@@ -485,12 +488,7 @@ def format_table(results):
     rows.append(
       [check, str(result["steps"]), f"{result['train_seconds']:.0f}", _metrics_cell(check, result)]
     )
-  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-  lines = []
-  for j, row in enumerate(rows):
-    lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    if j == 0:
-      lines.append("-+-".join("-" * w for w in widths))
+  lines = quality_ladder.text_table(rows)
   lines.append(
     f"rung-A bar: fg IoU >= {BAR_FG_IOU}, part IoU >= {BAR_PART_IOU}; test frames every "
     f"{EVAL_FRAME_STRIDE}th, pairs every {PAIR_GAP} frames from frame 0; L1 on [0, 1] pixels; "

@@ -363,15 +363,20 @@ def table_rows(results):
   return rows
 
 
-def format_table(results):
-  """Plain-text table (columns `COLUMNS`) and a legend line."""
-  rows = table_rows(results)
-  widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+def text_table(rows):
+  """Rows of strings (the first is the header) -> padded lines with a rule under the header."""
+  widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
   lines = []
   for j, row in enumerate(rows):
     lines.append(" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     if j == 0:
       lines.append("-+-".join("-" * w for w in widths))
+  return lines
+
+
+def format_table(results):
+  """Plain-text table (columns `COLUMNS`) and a legend line."""
+  lines = text_table(table_rows(results))
   lines.append(
     f"pairs: source = frame 0, targets every {results['pair_gap']} frames; L1 on [0, 1] pixels; "
     "landmark MAE = sum over coordinates @256 px; shift err = rung A, px of the data's frames"
