@@ -76,7 +76,7 @@ from copart_tf.errors import CopartError  # noqa: E402
 from copart_tf.evaluation import metrics  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import quality_ladder  # noqa: E402  (its table layout)
+import quality_ladder  # noqa: E402  (its test pairs and table layout)
 
 CHECKS = ("oracle", "supervised")
 LOG_EVERY = 100
@@ -214,14 +214,6 @@ def eval_frames(video):
   return np.arange(0, len(video["frames"]), EVAL_FRAME_STRIDE)
 
 
-def test_pairs(num_frames):
-  """(source, target) frame indices of one test video: (0, g), (0, 2g), ... < T, else (0, T-1)."""
-  targets = list(range(PAIR_GAP, num_frames, PAIR_GAP))
-  if not targets and num_frames > 1:
-    targets = [num_frames - 1]
-  return [(0, t) for t in targets]
-
-
 def _step_line(check, step, steps, losses, started, keys):
   values = " ".join(f"{k} {float(losses[k]):.4f}" for k in keys if k in losses)
   return f"{check} step {step}/{steps}: {values} ({time.time() - started:.0f} s)"
@@ -356,7 +348,7 @@ def run_oracle(train, test, args, num_parts, size):
     for pred, gt in zip(labels, video["parts"][idx], strict=True):
       fg_ious.append(metrics.foreground_iou(pred, gt))
       confusion += metrics.confusion_counts(pred, gt, num_parts, num_parts)
-    pairs = test_pairs(len(video["frames"]))
+    pairs = quality_ladder.pair_indices(len(video["frames"]), PAIR_GAP)
     if pairs:
       src_idx, tgt_idx = (np.array(c) for c in zip(*pairs, strict=True))
       source = as_float(video["frames"][src_idx])

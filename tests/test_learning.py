@@ -11,8 +11,8 @@ same sprite in every video). Two cases, about 1.2 min each on a 2-core machine:
   purity 0.931 (0.721 / 0.946 before `--loss_redundancy` and `--loss_seek`; 0.000 before
   `--warp_source_pixels`, `--initial_scale` and the prior's stop-gradient).
 - multi: 1-4 shapes per video (sprite i the same kind and hue in every video), K = 4, without the
-  claims term (see `CASES`). Measured 2026-12-06: fg IoU 0.764, purity 0.734; with the recipe before `--loss_seek` (flags
-  --loss_seek=0 --loss_redundancy=0 --initial_spread=0.5) 0.524 / 0.552: several parts split one
+  claims term (see `CASES`). Measured 2026-12-06: fg IoU 0.764, purity 0.734; with the recipe
+  before `--loss_seek` (flags --loss_seek=0 --loss_redundancy=0 --initial_spread=0.5) 0.524 / 0.552: several parts split one
   shape, and parts spill onto the background.
 
 Rung A itself (200 videos, 600 steps) still fails its bar: docs/EXPERIMENTS.md sections 8-9. The

@@ -341,27 +341,25 @@ class ClaimsLossTest(tf.test.TestCase):
     return target, warped, background, warp
 
   @staticmethod
-  def _logits(a_part, quarters):
-    """Decisive logits `[4, 4, 2]`: `a_part` claims the cells of `quarters` (top-left and
-    bottom-right booleans), the other part the rest."""
+  def _logits(a_part):
+    """Decisive logits `[4, 4, 2]`: `a_part` claims the top-left quarter, the other part the rest."""
     logits = np.zeros((4, 4, 2), np.float32)
     top_left = np.zeros((4, 4), bool)
     top_left[:2, :2] = True
-    mask = top_left if quarters == "top_left" else ~top_left
-    logits[..., a_part] = np.where(mask, 12.0, -12.0)
+    logits[..., a_part] = np.where(top_left, 12.0, -12.0)
     return logits
 
   def test_claims_that_follow_the_content_score_log_k_and_claims_by_position_zero(self):
     target, warped, background, warp = self._case()
     # By content: part 0 claims red wherever it is (top-left of I_t; top-left of I_w in sample 0,
     # bottom-right in sample 1).
-    content_target = np.stack([self._logits(0, "top_left")] * 2)
-    content_warped = np.stack([self._logits(0, "top_left"), self._logits(1, "top_left")])
+    content_target = np.stack([self._logits(0)] * 2)
+    content_warped = np.stack([self._logits(0), self._logits(1)])
     loss = discovery_lib.claims_loss(content_target, content_warped, warped, background, warp)
     self.assertAllClose(loss, -np.log(2.0), atol=1e-3)
     # By position: part 0 claims the top-left quarter of every frame, whatever is there. Under the
     # half turn the pairing flips, so over the batch the claims carry no information.
-    by_position = np.stack([self._logits(0, "top_left")] * 2)
+    by_position = np.stack([self._logits(0)] * 2)
     loss = discovery_lib.claims_loss(by_position, by_position, warped, background, warp)
     self.assertAllClose(loss, 0.0, atol=1e-3)
 
