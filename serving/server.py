@@ -9,7 +9,8 @@ with tensorflow-serving-api's generated stubs, so clients written for tensorflow
 numbered version under `--model_base_path`, polls for new versions every
 `--file_system_poll_wait_seconds` and switches to a new one (loaded and warmed up first) without a
 restart, and returns the same status codes: NOT_FOUND for an unknown model or version,
-FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for a bad input.
+FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for a bad input (also for request
+bytes that do not parse: one log line, no traceback).
 """
 
 import concurrent.futures
@@ -474,11 +475,84 @@ class PredictionService:
     return response
 
 
+class UnparsableRequest:
+  """Stands for a request whose bytes are not a valid message of the method's request type.
+
+  gRPC's generated registration parses requests before any handler runs; a parse failure there
+  is logged with a traceback and answered INTERNAL. `add_servicer` parses into this instead, and
+  the handler answers INVALID_ARGUMENT with one log line, as TF Serving does for a request it
+  cannot parse.
+
+  Args:
+    method: full method path, e.g. ``/tensorflow.serving.PredictionService/Predict``.
+    type_name: full name of the expected request message.
+    size: number of bytes received.
+    error: the parse exception.
+  """
+
+  def __init__(self, method, type_name, size, error):
+    self.method = method
+    self.type_name = type_name
+    self.size = size
+    self.reason = _first_line(error, limit=200)
+
+  def message(self):
+    """The status details sent to the client."""
+    return f"Could not parse the request ({self.size} bytes) as {self.type_name}: {self.reason}"
+
+  def log_line(self):
+    """The single server log line."""
+    return f"{self.method}: INVALID_ARGUMENT, {self.message()}"
+
+
+def _lenient_parser(method, message_class):
+  """`message_class.FromString` that returns an `UnparsableRequest` instead of raising."""
+
+  def parse(data):
+    try:
+      return message_class.FromString(data)
+    except Exception as error:  # DecodeError, and whatever else a corrupt message raises
+      return UnparsableRequest(method, message_class.DESCRIPTOR.full_name, len(data), error)
+
+  return parse
+
+
+def add_servicer(server, pb2_module, service_name, servicer):
+  """Registers a servicer's unary methods like the generated ``add_*_to_server`` does, except
+  that undecodable request bytes reach the handler as an `UnparsableRequest`.
+
+  Args:
+    server: a `grpc.Server`.
+    pb2_module: the service's generated ``*_pb2`` module (e.g. ``prediction_service_pb2``).
+    service_name: the service's name in that module (e.g. ``"PredictionService"``).
+    servicer: an object with one method per RPC of the service (CamelCase names).
+  """
+  from google.protobuf import message_factory
+
+  descriptor = pb2_module.DESCRIPTOR.services_by_name[service_name]
+  handlers = {}
+  for method in descriptor.methods:
+    path = f"/{descriptor.full_name}/{method.name}"
+    request_class = message_factory.GetMessageClass(method.input_type)
+    response_class = message_factory.GetMessageClass(method.output_type)
+    handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+      getattr(servicer, method.name),
+      request_deserializer=_lenient_parser(path, request_class),
+      response_serializer=response_class.SerializeToString,
+    )
+  server.add_generic_rpc_handlers(
+    (grpc.method_handlers_generic_handler(descriptor.full_name, handlers),)
+  )
+
+
 def _servicers(service):
   """The two gRPC servicers around a `PredictionService`."""
   from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
   def handle(fn, request, context):
+    if isinstance(request, UnparsableRequest):
+      logging.warning("%s", request.log_line())
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
     try:
       return fn(request)
     except ServingError as error:
@@ -489,7 +563,10 @@ def _servicers(service):
 
   def unimplemented(method):
     def fn(self, request, context):
-      del self, request
+      del self
+      if isinstance(request, UnparsableRequest):
+        logging.warning("%s", request.log_line())
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message())
       context.abort(
         grpc.StatusCode.UNIMPLEMENTED,
         f"{method} is not implemented by this server (copart models only have Predict signatures)",
@@ -600,11 +677,11 @@ def create_server(
     concurrent.futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="predict"),
     options=options,
   )
-  from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+  from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
   prediction_servicer, model_servicer = _servicers(service)
-  prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(prediction_servicer, server)
-  model_service_pb2_grpc.add_ModelServiceServicer_to_server(model_servicer, server)
+  add_servicer(server, prediction_service_pb2, "PredictionService", prediction_servicer)
+  add_servicer(server, model_service_pb2, "ModelService", model_servicer)
   try:
     bound = server.add_insecure_port(_address(host, port))
   except RuntimeError as error:

@@ -315,6 +315,37 @@ class LocalServerTest(ClientContractMixin, tf.test.TestCase):
       messages["unknown_version"], "Servable not found for request: Specific(copart, 99)"
     )
 
+  @parameterized.expand(
+    [
+      ("predict", "/tensorflow.serving.PredictionService/Predict", "PredictRequest"),
+      ("metadata", "/tensorflow.serving.PredictionService/GetModelMetadata", "GetModelMetadata"),
+      ("status", "/tensorflow.serving.ModelService/GetModelStatus", "GetModelStatusRequest"),
+      ("classify", "/tensorflow.serving.PredictionService/Classify", "ClassificationRequest"),
+    ]
+  )
+  def test_garbage_bytes(self, name, method, type_name):
+    # Raw bytes that are no protobuf message: INVALID_ARGUMENT (as TF Serving), one log line.
+    del name
+    call = self.channel.unary_unary(method)  # no serializers: bytes go on the wire as they are
+    with self.assertLogs(level="DEBUG") as logs:
+      with self.assertRaises(grpc.RpcError) as caught:
+        call(b"\xff\xff\xff\xff\x00 not a protobuf", timeout=RPC_TIMEOUT)
+    self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+    self.assertIn("Could not parse the request (20 bytes)", caught.exception.details())
+    self.assertIn(type_name, caught.exception.details())
+    about = [r for r in logs.records if "parse" in r.getMessage().lower()]
+    self.assertLen(about, 1, [r.getMessage() for r in logs.records])
+    self.assertEqual(about[0].levelname, "WARNING")
+    self.assertIn(method, about[0].getMessage())
+    self.assertNotIn("\n", about[0].getMessage())
+    self.assertFalse([r for r in logs.records if r.exc_info], "no traceback is logged")
+    # The server keeps serving.
+    response = self.stub.Predict(
+      _predict_request({"dummy": np.zeros([1], np.int32)}, signature="metadata"),
+      timeout=RPC_TIMEOUT,
+    )
+    self.assertIn("part_names", response.outputs)
+
   def test_unimplemented_methods(self):
     request = classification_pb2.ClassificationRequest()
     request.model_spec.name = MODEL
