@@ -600,3 +600,31 @@ class WaitForDataTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+class EndOfRunEvaluationTest(absltest.TestCase):
+  """The evaluation `train` runs after the last step, when the dataset cannot be evaluated."""
+
+  def test_no_labels_is_a_warning_that_says_why(self):
+    from PIL import Image
+
+    from copart_tf.training import config as config_lib
+    from copart_tf.training import trainer
+
+    root = tempfile.mkdtemp()
+    for split in ("train", "test"):
+      folder = os.path.join(root, split, "clip")
+      os.makedirs(folder)
+      for t in range(2):
+        Image.new("RGB", (16, 16), (t * 90, 40, 200)).save(os.path.join(folder, f"{t:05d}.png"))
+    config = config_lib.TrainConfig(
+      data_dir=root, model_dir=os.path.join(root, "run"), evaluate_at_end=True, export_dir=""
+    )
+    with self.assertLogs("absl", level="INFO") as logs:
+      out = trainer._finish(config, model=None)  # fails on the data before the model is called
+    self.assertNotIn("evaluation", out)
+    skipped = [r for r in logs.records if "evaluation skipped" in r.getMessage()]
+    self.assertLen(skipped, 1, [r.getMessage() for r in logs.records])
+    self.assertEqual(skipped[0].levelname, "WARNING")
+    self.assertIn("no ground truth", skipped[0].getMessage())
+    self.assertIn(os.path.join(root, "labels"), skipped[0].getMessage())

@@ -459,7 +459,12 @@ def _finish(config, model):
         report_dir=os.path.join(config.model_dir, "eval"),
       )
     except DataError as error:
-      logging.info("no evaluation at the end: %s", error)
+      logging.warning(
+        "end-of-run evaluation skipped: %s (ground truth goes in %s; README: 'Bringing your own "
+        "labels')",
+        error,
+        os.path.join(config.data_dir, "labels", "<split>"),
+      )
     else:
       out["evaluation"] = eval_run.headline(results)
       out["evaluation_table"] = results["table"]
