@@ -16,7 +16,9 @@ from absl import app, flags
 from copart_tf.errors import CopartError
 
 MODEL = flags.DEFINE_string("model", None, "Training run dir (checkpoints) or exported SavedModel.")
-DATA = flags.DEFINE_string("data", None, "Dataset root with labels/<split>/*.npz.")
+DATA = flags.DEFINE_string(
+  "data", None, "Dataset root with ground truth under labels/ (README: Bringing your own labels)."
+)
 SPLIT = flags.DEFINE_string("split", "test", "Split the metrics are measured on.")
 FIT_SPLIT = flags.DEFINE_string(
   "fit_split",

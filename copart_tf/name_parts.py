@@ -25,7 +25,10 @@ from copart_tf.apps import cli
 MODEL = flags.DEFINE_string("model", None, "Training run dir (config.json + checkpoints).")
 NAMES = flags.DEFINE_string("names", None, "K comma-separated names (background implied).")
 FROM_LABELS = flags.DEFINE_string(
-  "from_labels", None, "Dataset root with labels/<split>/*.npz: name parts by majority overlap."
+  "from_labels",
+  None,
+  "Dataset root with part labels under labels/ (npz or per-frame PNGs): name parts by majority "
+  "overlap.",
 )
 SPLIT = flags.DEFINE_string("split", "train", "Split used with --from_labels.")
 FRAMES_PER_VIDEO = flags.DEFINE_integer(

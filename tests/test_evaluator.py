@@ -129,7 +129,7 @@ class EvaluatorTest(unittest.TestCase):
     self.assertIsNone(res["methods"]["model"]["landmarks"])
     self.assertIsNone(res["methods"]["mean_landmark"]["landmarks"])
     self.assertEqual(res["num_gt_parts"], 3)  # inferred from the labels
-    self.assertEqual(res["gt_part_names"], ["background", "part1", "part2", "part3"])
+    self.assertEqual(res["gt_part_names"], ["background", "part_1", "part_2", "part_3"])
     self.assertIn("model", report.format_table(res))
 
   def test_samples_prefer_distinct_videos(self):

@@ -107,7 +107,8 @@ def confusion_from_labels(
 
   Args:
     predict_fn: uint8 `[N, S, S, 3]` -> int labels `[N, S, S]`.
-    data_dir: dataset root with ``labels/<split>/*.npz``.
+    data_dir: dataset root with part labels under ``labels/`` (any layout of
+      `copart_tf.data.labels`; frames without part labels are not used).
     split: split name.
     image_size: S.
     num_parts: K of the model.
@@ -115,15 +116,17 @@ def confusion_from_labels(
     batch_size: frames per `predict_fn` call.
 
   Returns:
-    (confusion `[K+1, K_gt+1]` int64, GT part names (K_gt+1), number of frames).
+    (confusion `[K+1, K_gt+1]` int64, GT part names (K_gt+1; ``part_<k>`` when the labels name
+    no parts), number of frames).
 
   Raises:
-    DataError: no ground truth in the split, unreadable files, GT names that disagree.
+    DataError: no part labels in the split, unreadable files, GT names that disagree.
   """
   from copart_tf.data import pipeline
 
   frames = iter(pipeline.iterate_eval_frames(data_dir, split, image_size, frames_per_video))
-  confusion = None
+  frames = (f for f in frames if f["parts"] is not None)  # landmark-only frames name nothing
+  confusion = np.zeros([num_parts + 1, 2], np.int64)
   gt_names = None
   count = 0
   while True:
@@ -132,18 +135,35 @@ def confusion_from_labels(
       break
     labels = np.asarray(predict_fn(np.stack([f["image"] for f in chunk])))
     for frame, pred in zip(chunk, labels, strict=True):
-      names = [str(n) for n in frame["part_names"]]
-      if gt_names is None:
-        gt_names = names
-        confusion = np.zeros([num_parts + 1, len(gt_names)], np.int64)
-      elif names != gt_names:
-        raise DataError(
-          f"{data_dir}: video {frame['video']} has GT part names {names}, others {gt_names}"
-        )
-      confusion += metrics.confusion_counts(pred, frame["parts"], num_parts, len(gt_names) - 1)
+      if frame["part_names"] is not None:
+        names = [str(n) for n in frame["part_names"]]
+        if gt_names is None:
+          gt_names = names
+        elif names != gt_names:
+          raise DataError(
+            f"{data_dir}: video {frame['video']} has GT part names {names}, others {gt_names}"
+          )
+      num_gt = max(int(frame["parts"].max()), confusion.shape[1] - 1, 1)
+      if gt_names is not None:
+        if num_gt > len(gt_names) - 1:
+          raise DataError(
+            f"{data_dir}: video {frame['video']} has GT part label {num_gt} but only "
+            f"{len(gt_names) - 1} GT parts are named ({gt_names})"
+          )
+        num_gt = len(gt_names) - 1
+      if num_gt + 1 > confusion.shape[1]:
+        confusion = np.pad(confusion, [(0, 0), (0, num_gt + 1 - confusion.shape[1])])
+      confusion += metrics.confusion_counts(pred, frame["parts"], num_parts, num_gt)
       count += 1
   if not count:
-    raise DataError(f"{data_dir}: no labelled frames in split {split!r}")
+    raise DataError(
+      f"{data_dir}: no part labels in split {split!r} (parts in labels/{split}/<video>.npz or "
+      f"labels/{split}/<video>/<frame>.png): nothing to name the parts from"
+    )
+  if gt_names is None:
+    from copart_tf.data import ground_truth
+
+    gt_names = ground_truth.default_part_names(confusion.shape[1] - 1)
   return confusion, gt_names, count
 
 

@@ -534,83 +534,134 @@ def _resize_uint8(frame, size):
   return np.clip(np.round(resized * 255.0), 0, 255).astype(np.uint8)
 
 
-def iterate_eval_frames(data_dir, split, image_size, max_frames_per_video=None):
-  """Yields every frame, in order, of every video of `split` that has ground truth.
+def _default_visible(landmarks, height, width):
+  """A landmark is visible when finite and inside the frame (pixel centres at integers)."""
+  finite = np.all(np.isfinite(landmarks), axis=-1)
+  with np.errstate(invalid="ignore"):
+    inside = (
+      (landmarks[:, 0] >= -0.5)
+      & (landmarks[:, 0] <= width - 0.5)
+      & (landmarks[:, 1] >= -0.5)
+      & (landmarks[:, 1] <= height - 0.5)
+    )
+  return finite & inside
 
-  Videos without ``root/labels/<split>/<video>.npz`` are skipped. Frames are streamed (one in
-  memory at a time per video).
+
+def iterate_eval_frames(data_dir, split, image_size, max_frames_per_video=None):
+  """Yields every labelled frame, in order, of every video of `split` that has ground truth.
+
+  Ground truth comes from ``root/labels`` in any layout of `copart_tf.data.labels` (our npz, a
+  folder of per-frame label PNGs, the reference's landmark pickle); videos without any are
+  skipped, and what is missing is logged once (one line per piece, naming the metric that skips
+  it). Frames are streamed (one in memory at a time per video).
 
   Args:
     data_dir: dataset root.
     split: ``"train"`` / ``"test"``.
     image_size: S; images and labels are resized to S x S.
-    max_frames_per_video: read at most this many frames of each video (None = all).
+    max_frames_per_video: yield at most this many frames of each video (None = all).
 
   Yields:
     dicts with
       ``video`` (str name), ``frame_index`` (int),
       ``image`` uint8 `[S, S, 3]` (area / bilinear resize),
       ``original_shape`` (H, W) of the frame on disk,
-      ``parts`` uint8 `[S, S]` and ``links`` uint8 `[S, S]` (nearest resize),
-      ``landmarks`` float32 `[L, 2]` (x, y) in pixels of the resized frame,
-      ``visible`` bool `[L]`, ``part_names`` (list of K+1 str), ``landmark_names`` (list of str).
+      ``parts`` uint8 `[S, S]` (nearest resize) or None (no part labels for this frame),
+      ``links`` uint8 `[S, S]` or None,
+      ``landmarks`` float32 `[L, 2]` (x, y) in pixels of the resized frame, or None,
+      ``visible`` bool `[L]` or None (False where a landmark is not finite; without a visible
+      array: finite and inside the frame),
+      ``part_names`` (list of K+1 str, or None when the files name no parts), ``landmark_names``
+      (list of str, or None).
 
   Raises:
-    DataError: no ground truth in the split, unreadable frame or npz, frame count or size that
-      does not match the ground truth (names the file).
+    DataError: no ground truth in the split, unreadable frame or label file, frame count or size
+      that does not match the ground truth (names the file).
   """
   if not isinstance(image_size, int | np.integer) or image_size < 1:
     raise ConfigError(f"image_size must be a positive integer, got {image_size!r}")
+  from copart_tf.data import labels as labels_lib  # lazy: avoids an import cycle
+
   size = int(image_size)
   entries = layout.scan_split(data_dir, split, on_bad_frame="fail", validate_sample=0)
-  labeled = [(e, layout.ground_truth_path(data_dir, split, e)) for e in entries]
-  labeled = [(e, p) for e, p in labeled if p is not None]
+  labeled = labels_lib.find_split_labels(data_dir, split, entries)
   if not labeled:
+    folder = os.path.join(os.fspath(data_dir), "labels")
     raise DataError(
-      f"no ground truth for split {split!r}: expected "
-      f"{os.path.join(os.fspath(data_dir), 'labels', split, '<video>.npz')} for some of the "
-      f"{len(entries)} videos"
+      f"no ground truth for split {split!r}: expected {os.path.join(folder, split, '<video>.npz')}, "
+      f"{os.path.join(folder, split, '<video>', '<frame>.png')} or a landmark pickle "
+      f"{os.path.join(folder, split + '_gt.pkl')} for some of the {len(entries)} videos"
     )
-  for entry, gt_path in labeled:
-    gt = _read_ground_truth(gt_path)
-    num_gt = gt["parts"].shape[0]
-    if entry.num_frames is not None and entry.num_frames != num_gt:
+  labels_lib.log_missing(data_dir, split, labeled)
+  for video_labels in labeled:
+    entry = video_labels.entry
+    gt = video_labels.read()
+    where = gt.where
+    num_gt = gt.num_frames
+    if num_gt is not None and entry.num_frames is not None and entry.num_frames != num_gt:
       raise DataError(
-        f"{gt_path}: has {num_gt} frames of ground truth but video {entry.path} has "
+        f"{where}: has {num_gt} frames of ground truth but video {entry.path} has "
         f"{entry.num_frames}"
       )
+    wanted = None if gt.frame_indices is None else set(gt.frame_indices)
+    last_wanted = None if gt.frame_indices is None else gt.frame_indices[-1]
     stream = video_io.iterate_video_frames(entry.path)
-    count = 0
+    count = emitted = 0
+    stopped = False
     try:
       for t, frame in enumerate(stream):
-        if max_frames_per_video is not None and t >= max_frames_per_video:
+        count = t + 1
+        if max_frames_per_video is not None and emitted >= max_frames_per_video:
+          stopped = True
           break
-        if t >= num_gt:
+        if num_gt is not None and t >= num_gt:
           raise DataError(
-            f"{gt_path}: has {num_gt} frames of ground truth but video {entry.path} has more"
+            f"{where}: has {num_gt} frames of ground truth but video {entry.path} has more"
           )
+        if wanted is not None and t not in wanted:
+          if t > last_wanted:
+            stopped = True
+            break
+          continue
         h, w = frame.shape[:2]
-        if gt["parts"].shape[1:] != (h, w):
+        parts = gt.parts_at(t)
+        if parts is not None and parts.shape != (h, w):
           raise DataError(
-            f"{gt_path}: label maps are {gt['parts'].shape[1]}x{gt['parts'].shape[2]} but frame "
-            f"{t} of {entry.path} is {h}x{w}"
+            f"{where}: label maps are {parts.shape[0]}x{parts.shape[1]} but frame {t} of "
+            f"{entry.path} is {h}x{w}"
           )
-        count += 1
+        links = gt.links_at(t)
+        landmarks, visible = gt.landmarks_at(t)
+        if landmarks is not None:
+          landmarks = np.asarray(landmarks, np.float32)
+          if visible is None:
+            visible = _default_visible(landmarks, h, w)
+          visible = np.asarray(visible, bool) & np.all(np.isfinite(landmarks), axis=-1)
+          landmarks = np.where(np.isfinite(landmarks), landmarks, -1.0).astype(np.float32)
+          landmarks = scale_landmarks(landmarks, h, w, size)
+        emitted += 1
         yield {
           "video": entry.name,
           "frame_index": t,
           "image": _resize_uint8(frame, size),
           "original_shape": (h, w),
-          "parts": resize_labels(gt["parts"][t], size),
-          "links": resize_labels(gt["links"][t], size),
-          "landmarks": scale_landmarks(gt["landmarks"][t], h, w, size),
-          "visible": gt["visible"][t],
-          "part_names": gt["part_names"],
-          "landmark_names": gt["landmark_names"],
+          "parts": None if parts is None else resize_labels(parts, size),
+          "links": None if links is None else resize_labels(links, size),
+          "landmarks": landmarks,
+          "visible": visible,
+          "part_names": gt.part_names,
+          "landmark_names": gt.landmark_names,
         }
     finally:
       stream.close()
-    if max_frames_per_video is None and count != num_gt:
+    if stopped:
+      continue
+    if num_gt is not None and max_frames_per_video is None and count != num_gt:
       raise DataError(
-        f"{gt_path}: has {num_gt} frames of ground truth but video {entry.path} has {count}"
+        f"{where}: has {num_gt} frames of ground truth but video {entry.path} has {count}"
+      )
+    if last_wanted is not None and last_wanted >= count:
+      raise DataError(
+        f"{where}: has ground truth for frame {last_wanted} but video {entry.path} has {count} "
+        "frames"
       )

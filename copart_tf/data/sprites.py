@@ -82,7 +82,6 @@ LANDMARK_NAMES = [f"sprite_{i}_centre" for i in range(1, MAX_SHAPES + 1)]
 DEFAULTS = {"train_videos": 200, "test_videos": 20, "frames": 32, "size": 64, "supersample": 4}
 
 
-
 # ----------------------------------------------------------------------------------------------
 # Shapes: geometry, moments, rasterisation.
 
@@ -405,8 +404,6 @@ def render_sprites_video(
 def video_rng(seed, split_index, video_index):
   """The RNG of one video (as `copart_tf.data.synthesize`)."""
   return np.random.default_rng(np.random.SeedSequence([seed, split_index, video_index]))
-
-
 
 
 def check_args(train_videos, test_videos, frames, size, seed, supersample):

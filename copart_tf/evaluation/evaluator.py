@@ -4,9 +4,16 @@ The evaluator consumes plain frame records, so it does not depend on the model o
 pipeline. A record is a dict:
 
 - ``pred_labels``: int `[H, W]`, the model's hard labels (0 = background, 1..K).
-- ``gt_parts``: uint8 `[H, W]`, ground-truth parts (0 = background, 1..K_gt).
-- ``landmarks``: float32 `[L, 2]` (x, y) pixels (optional: without it no landmark metric).
+- ``gt_parts``: uint8 `[H, W]`, ground-truth parts (0 = background, 1..K_gt); optional: frames
+  without it count only for the landmark metric.
+- ``landmarks``: float32 `[L, 2]` (x, y) pixels (optional: frames without it count only for the
+  segmentation metrics).
 - ``visible``: bool `[L]` (optional, default all visible; non-finite landmarks count as missing).
+- ``part_names``: K_gt + 1 GT part names (optional; the first record that has them names the GT
+  parts unless the `Evaluator` was given names, and later records must agree).
+
+A metric that the records cannot give (no frame with ``gt_parts``, or none with ``landmarks``, on
+the fit or the test split) is None in the result, with the reason in ``result()["skipped"]``.
 - ``image``: uint8 `[H, W, 3]` (optional, only used for the report's grid).
 - ``video``, ``frame_index`` (optional, only used to label the grid's samples).
 
@@ -82,7 +89,8 @@ class Evaluator:
   Args:
     num_pred_parts: K, the model's number of foreground parts (labels 1..K).
     gt_part_names: list of K_gt + 1 GT part names, ``[0]`` = background. If None, K_gt is the
-      largest GT label seen (or `num_gt_parts`) and parts are named ``part<i>``.
+      largest GT label seen (or `num_gt_parts`) and parts are named ``part_<i>``, unless a
+      record brings ``part_names``.
     num_gt_parts: K_gt when `gt_part_names` is not given.
     with_baselines: also evaluate the position k-means and mean-landmark baselines.
     kmeans_seed: k-means++ seed of the position k-means baseline.
@@ -135,6 +143,7 @@ class Evaluator:
     self._landmarks = {FIT: [], TEST: []}
     self._visible = {FIT: [], TEST: []}
     self._num_frames = {FIT: 0, TEST: 0}
+    self._num_part_frames = {FIT: 0, TEST: 0}
     self._fg_ious = []
     self._fg_inter = 0
     self._fg_union = 0
@@ -147,7 +156,7 @@ class Evaluator:
     """K_gt + 1 names, ``[0] = "background"`` unless given otherwise."""
     if self._gt_part_names is not None:
       return list(self._gt_part_names)
-    return ["background"] + [f"part{i}" for i in range(1, self.num_gt_parts + 1)]
+    return ["background"] + [f"part_{i}" for i in range(1, self.num_gt_parts + 1)]
 
   @property
   def samples(self):
@@ -183,11 +192,13 @@ class Evaluator:
       where += f" (video {record['video']}, frame {record.get('frame_index')})"
     try:
       pred = np.asarray(record["pred_labels"])
-      gt = np.asarray(record["gt_parts"])
+      gt = record.get("gt_parts")
+      gt = None if gt is None else np.asarray(gt)
     except KeyError as e:
       raise DataError(f"{where}: record has no {e.args[0]!r}") from None
-    if pred.ndim != 2 or gt.shape != pred.shape:
-      raise DataError(f"{where}: pred_labels {pred.shape} and gt_parts {gt.shape} must be [H, W]")
+    if pred.ndim != 2 or (gt is not None and gt.shape != pred.shape):
+      shape = None if gt is None else gt.shape
+      raise DataError(f"{where}: pred_labels {pred.shape} and gt_parts {shape} must be [H, W]")
     if self._frame_size is None:
       self._frame_size = pred.shape
     elif pred.shape != self._frame_size:
@@ -196,14 +207,20 @@ class Evaluator:
       raise DataError(
         f"{where}: pred_labels in [{pred.min()}, {pred.max()}], expected 0..{self.num_pred_parts}"
       )
-    gt_max = int(gt.max()) if gt.size else 0
-    if gt_max > self.num_gt_parts:
-      if self._fixed_gt:
-        raise DataError(
-          f"{where}: gt_parts holds label {gt_max} but there are {self.num_gt_parts} GT parts"
-        )
-      self.num_gt_parts = gt_max
-    self._add_landmarks(record, split, where)
+    if record.get("part_names") is not None:
+      self._adopt_names(record["part_names"], where)
+    if gt is not None:
+      gt_max = int(gt.max()) if gt.size else 0
+      if gt_max > self.num_gt_parts:
+        if self._fixed_gt:
+          raise DataError(
+            f"{where}: gt_parts holds label {gt_max} but there are {self.num_gt_parts} GT parts"
+          )
+        self.num_gt_parts = gt_max
+    has_landmarks = self._add_landmarks(record, split, where)
+    self._num_frames[split] += 1
+    if gt is None and not has_landmarks:
+      return
 
     label_sources = {MODEL: pred}
     if self.with_baselines:
@@ -212,36 +229,54 @@ class Evaluator:
       )
     for name, labels in label_sources.items():
       stats = self._methods[name]
-      conf = metrics.confusion_counts(labels, gt, self.num_pred_parts, self.num_gt_parts)
-      if split == FIT:
-        if stats.fit_confusion is None:
-          stats.fit_confusion = conf
+      if gt is not None:
+        conf = metrics.confusion_counts(labels, gt, self.num_pred_parts, self.num_gt_parts)
+        if split == FIT:
+          if stats.fit_confusion is None:
+            stats.fit_confusion = conf
+          else:
+            width = max(conf.shape[1], stats.fit_confusion.shape[1])
+            stats.fit_confusion = _pad_columns(stats.fit_confusion, width) + _pad_columns(
+              conf, width
+            )
         else:
-          width = max(conf.shape[1], stats.fit_confusion.shape[1])
-          stats.fit_confusion = _pad_columns(stats.fit_confusion, width) + _pad_columns(conf, width)
-      else:
-        stats.test_confusions.append(conf)
-      if self._has_landmarks:
+          stats.test_confusions.append(conf)
+      if has_landmarks:  # centroids stay aligned with self._landmarks[split]
         centroids, _ = metrics.part_centroids(labels, self.num_pred_parts)
         stats.centroids[split].append(centroids)
 
-    if split == TEST:
-      inter, union = metrics.foreground_counts(pred, gt)
-      self._fg_ious.append(1.0 if union == 0 else inter / union)
-      self._fg_inter += inter
-      self._fg_union += union
-      self._keep_sample(record, pred, gt)
-    self._num_frames[split] += 1
+    if gt is not None:
+      self._num_part_frames[split] += 1
+      if split == TEST:
+        inter, union = metrics.foreground_counts(pred, gt)
+        self._fg_ious.append(1.0 if union == 0 else inter / union)
+        self._fg_inter += inter
+        self._fg_union += union
+        self._keep_sample(record, pred, gt)
+
+  def _adopt_names(self, names, where):
+    """The first record's GT part names name the GT parts; later ones must agree."""
+    names = [str(n) for n in names]
+    if self._gt_part_names is None:
+      if len(names) < 2 or self.num_gt_parts > len(names) - 1:
+        raise DataError(
+          f"{where}: part_names {names} do not cover the GT labels seen so far (up to "
+          f"{self.num_gt_parts})"
+        )
+      self._gt_part_names = names
+      self._fixed_gt = True
+      self.num_gt_parts = len(names) - 1
+    elif names != self._gt_part_names:
+      raise DataError(
+        f"{where}: GT part names {names} differ from earlier ones {self._gt_part_names}"
+      )
 
   def _add_landmarks(self, record, split, where):
+    """Keeps a record's landmarks; returns whether it has any."""
     landmarks = record.get("landmarks")
-    has = landmarks is not None
-    if self._has_landmarks is None:
-      self._has_landmarks = has
-    elif has != self._has_landmarks:
-      raise DataError(f"{where}: some records have landmarks and others do not")
-    if not has:
-      return
+    if landmarks is None:
+      return False
+    self._has_landmarks = True
     landmarks = np.asarray(landmarks, dtype=np.float64)
     if landmarks.ndim != 2 or landmarks.shape[1] != 2:
       raise DataError(f"{where}: landmarks must be [L, 2], got {landmarks.shape}")
@@ -259,6 +294,7 @@ class Evaluator:
       raise DataError(f"{where}: visible must be [{landmarks.shape[0]}], got {visible.shape}")
     self._landmarks[split].append(landmarks)
     self._visible[split].append(visible)
+    return True
 
   def _keep_sample(self, record, pred, gt):
     image = record.get("image")
@@ -296,40 +332,53 @@ class Evaluator:
                  "per_part_per_image": [K_gt], "per_image_mean"}},
              "landmarks": {"sum_256", "mean_256", "sum_px", "mean_px", "num_coordinates",
                            "per_coordinate_256": [L][2], "per_coordinate_px": [L][2]} or None},
-           "mean_landmark": {"landmarks": {...}}}}
+           "mean_landmark": {"landmarks": {...}}},
+         "skipped": {metric: reason}}
+
+      A skipped metric (`skipped_metrics`) is None in every method.
 
     Raises:
-      DataError: no fit or no test frames.
+      DataError: no fit or no test frames, or no metric can be computed.
     """
     if self._num_frames[FIT] == 0:
       raise DataError("no fit frames: the part mapping and landmark regressor need a fit split")
     if self._num_frames[TEST] == 0:
       raise DataError("no test frames to evaluate")
+    skipped = self.skipped_metrics()
+    if len(skipped) == 3:
+      raise DataError("nothing to evaluate: " + "; ".join(skipped.values()))
     k_gt = self.num_gt_parts
     names = self.gt_part_names
     frame_size = tuple(int(s) for s in self._frame_size)
+    with_parts = "part_iou" not in skipped
+    with_landmarks = "landmarks" not in skipped
     methods = {}
     for name, stats in self._methods.items():
-      fit_conf = _pad_columns(stats.fit_confusion, k_gt + 1)
-      test_confs = np.stack([_pad_columns(c, k_gt + 1) for c in stats.test_confusions])
-      test_conf = test_confs.sum(axis=0)
-      part = {}
-      mappings = {
-        "majority": metrics.majority_mapping(fit_conf),
-        "hungarian": metrics.hungarian_mapping(fit_conf, criterion=self.hungarian_criterion),
-      }
-      for variant, mapping in mappings.items():
-        scores = metrics.part_iou(test_conf, mapping, k_gt, per_image_confusions=test_confs)
-        part[variant] = {
-          "mapping": mapping,
-          "mapping_names": [names[g] for g in mapping],
-          **scores,
+      part = None
+      if with_parts:
+        fit_conf = _pad_columns(stats.fit_confusion, k_gt + 1)
+        test_confs = np.stack([_pad_columns(c, k_gt + 1) for c in stats.test_confusions])
+        test_conf = test_confs.sum(axis=0)
+        part = {}
+        mappings = {
+          "majority": metrics.majority_mapping(fit_conf),
+          "hungarian": metrics.hungarian_mapping(fit_conf, criterion=self.hungarian_criterion),
         }
+        for variant, mapping in mappings.items():
+          scores = metrics.part_iou(test_conf, mapping, k_gt, per_image_confusions=test_confs)
+          part[variant] = {
+            "mapping": mapping,
+            "mapping_names": [names[g] for g in mapping],
+            **scores,
+          }
+      with_fg = "foreground_iou" not in skipped
       methods[name] = {
-        "foreground_iou": float(np.mean(self._fg_ious)),
-        "foreground_iou_dataset": (1.0 if self._fg_union == 0 else self._fg_inter / self._fg_union),
+        "foreground_iou": float(np.mean(self._fg_ious)) if with_fg else None,
+        "foreground_iou_dataset": (
+          (1.0 if self._fg_union == 0 else self._fg_inter / self._fg_union) if with_fg else None
+        ),
         "part_iou": part,
-        "landmarks": self._landmark_metrics(stats, frame_size) if self._has_landmarks else None,
+        "landmarks": self._landmark_metrics(stats, frame_size) if with_landmarks else None,
       }
     if self.with_baselines:
       methods[MEAN_LANDMARK] = {
@@ -344,7 +393,7 @@ class Evaluator:
             np.stack(self._visible[TEST]),
             frame_size,
           )
-          if self._has_landmarks
+          if with_landmarks
           else None
         ),
       }
@@ -360,8 +409,33 @@ class Evaluator:
         k: v.format(seed=self.kmeans_seed, iters=self.kmeans_iters) for k, v in DEFINITIONS.items()
       },
       "methods": methods,
+      "skipped": skipped,
     }
     return to_jsonable(out)
+
+  def skipped_metrics(self):
+    """Metrics the frames added so far cannot give: dict metric -> one-line reason.
+
+    Keys: ``"foreground_iou"`` (no test frame with part labels), ``"part_iou"`` (no fit or no test
+    frame with part labels) and ``"landmarks"`` (no fit or test frame with visible landmarks).
+    """
+    skipped = {}
+    if self._num_part_frames[TEST] == 0:
+      skipped["foreground_iou"] = (
+        "no part labels (gt_parts) on the test split: foreground IoU skipped"
+      )
+    parts_missing = [s for s in (FIT, TEST) if self._num_part_frames[s] == 0]
+    if parts_missing:
+      skipped["part_iou"] = (
+        f"no part labels (gt_parts) on the {' and '.join(parts_missing)} split: part IoU skipped"
+      )
+    landmarks_missing = [s for s in (FIT, TEST) if not any(v.any() for v in self._visible[s])]
+    if landmarks_missing:
+      skipped["landmarks"] = (
+        f"no (visible) landmarks on the {' and '.join(landmarks_missing)} split: landmark "
+        "regression skipped"
+      )
+    return skipped
 
   def _landmark_metrics(self, stats, frame_size):
     fit_c = np.stack(stats.centroids[FIT])

@@ -178,6 +178,7 @@ def format_table(results):
     f"{results['num_landmarks']} landmarks, frame {results['frame_size'][1]}x"
     f"{results['frame_size'][0]}"
   )
+  lines += [f"skipped: {reason}" for reason in (results.get("skipped") or {}).values()]
   return "\n".join(lines)
 
 
@@ -197,7 +198,6 @@ def render_markdown(results, images=()):
   Returns:
     Markdown string.
   """
-  names = results["gt_part_names"]
   methods = results["methods"]
   out = [
     "# Co-part segmentation evaluation",
@@ -211,9 +211,25 @@ def render_markdown(results, images=()):
     "",
     _md_table(_SUMMARY_HEADER, _summary_rows(results)),
     "",
-    "## Per-part IoU (test split, dataset-level)",
-    "",
   ]
+  skipped = results.get("skipped") or {}
+  if skipped:
+    out += ["## Skipped", ""] + [f"- {reason}" for reason in skipped.values()] + [""]
+  if methods["model"]["part_iou"]:
+    out += _part_sections(results)
+  out += ["## Definitions", ""]
+  out += [f"- **{k}**: {v}" for k, v in results.get("definitions", {}).items()]
+  out.append("")
+  for image in images:
+    out += [f"![{image}]({image})", ""]
+  return "\n".join(out)
+
+
+def _part_sections(results):
+  """The per-part IoU and part mapping sections of report.md (lines)."""
+  names = results["gt_part_names"]
+  methods = results["methods"]
+  out = ["## Per-part IoU (test split, dataset-level)", ""]
   columns = []
   for name in ("model", "position_kmeans"):
     part = (methods.get(name) or {}).get("part_iou")
@@ -226,7 +242,6 @@ def render_markdown(results, images=()):
   ]
   rows.append(["**mean**"] + [f"**{_fmt(scores['mean'])}**" for _, scores in columns])
   out += [_md_table(["GT part"] + [c for c, _ in columns], rows), ""]
-
   model_part = methods["model"]["part_iou"]
   out += ["## Learned part -> GT part (fit split)", ""]
   rows = [
@@ -238,13 +253,7 @@ def render_markdown(results, images=()):
     for p in range(1, results["num_pred_parts"] + 1)
   ]
   out += [_md_table(["learned part", "majority", "Hungarian"], rows), ""]
-
-  out += ["## Definitions", ""]
-  out += [f"- **{k}**: {v}" for k, v in results.get("definitions", {}).items()]
-  out.append("")
-  for image in images:
-    out += [f"![{image}]({image})", ""]
-  return "\n".join(out)
+  return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -390,7 +399,8 @@ def draw_sample_grid(samples, results, min_cell=128):
 
 
 def write_report(results, out_dir, samples=None):
-  """Writes metrics.json, report.md, part_iou.png and (with samples) samples.png.
+  """Writes metrics.json, report.md and, when part IoU was measured, part_iou.png and (with
+  samples) samples.png.
 
   Args:
     results: the `Evaluator.result` dict.
@@ -404,11 +414,14 @@ def write_report(results, out_dir, samples=None):
   Raises:
     DataError: the directory cannot be written.
   """
+  with_parts = bool(results["methods"]["model"].get("part_iou"))
+  samples = samples if with_parts else None
   paths = {
     "metrics_json": os.path.join(out_dir, METRICS_JSON),
     "report_md": os.path.join(out_dir, REPORT_MD),
-    "part_iou_png": os.path.join(out_dir, PART_IOU_PNG),
   }
+  if with_parts:
+    paths["part_iou_png"] = os.path.join(out_dir, PART_IOU_PNG)
   if samples:
     paths["samples_png"] = os.path.join(out_dir, SAMPLES_PNG)
   try:
@@ -416,8 +429,10 @@ def write_report(results, out_dir, samples=None):
     with open(paths["metrics_json"], "w") as f:
       json.dump(results, f, indent=2, allow_nan=False)
       f.write("\n")
-    draw_part_iou_chart(results).save(paths["part_iou_png"])
-    images = [PART_IOU_PNG]
+    images = []
+    if with_parts:
+      draw_part_iou_chart(results).save(paths["part_iou_png"])
+      images.append(PART_IOU_PNG)
     if samples:
       draw_sample_grid(samples, results).save(paths["samples_png"])
       images.append(SAMPLES_PNG)

@@ -37,6 +37,7 @@ def predicted_records(predict_fn, frames, batch_size=16):
         "gt_parts": frame["parts"],
         "landmarks": frame["landmarks"],
         "visible": frame["visible"],
+        "part_names": frame.get("part_names"),
         "image": frame["image"],
         "video": frame["video"],
         "frame_index": frame["frame_index"],
@@ -62,7 +63,8 @@ def evaluate_segmenter(
 
   Args:
     predict_fn: uint8 `[N, S, S, 3]` -> int labels `[N, S, S]`.
-    data_dir: dataset root with `labels/<split>/*.npz`.
+    data_dir: dataset root with ground truth under `labels/` (any layout of
+      `copart_tf.data.labels`); metrics the labels cannot give are skipped with a warning.
     image_size: S.
     num_parts: K of the model.
     fit_split, test_split: split names.
@@ -75,15 +77,15 @@ def evaluate_segmenter(
     The results dict of `Evaluator.result()`; `results["table"]` holds the printable table.
   """
   fit = pipeline.iterate_eval_frames(data_dir, fit_split, image_size, max_fit_frames_per_video)
-  first = next(iter(pipeline.iterate_eval_frames(data_dir, test_split, image_size, 1)))
-  gt_names = list(first["part_names"])
   test = pipeline.iterate_eval_frames(data_dir, test_split, image_size, max_test_frames_per_video)
-  evaluator = evaluator_lib.Evaluator(num_parts, gt_part_names=gt_names)
+  evaluator = evaluator_lib.Evaluator(num_parts)  # GT part names come with the records
   logging.info("evaluation: fitting the part mapping on %s", fit_split)
   evaluator.add_frames(predicted_records(predict_fn, fit, batch_size), evaluator_lib.FIT)
   logging.info("evaluation: measuring on %s", test_split)
   evaluator.add_frames(predicted_records(predict_fn, test, batch_size), evaluator_lib.TEST)
   results = evaluator.result()
+  for reason in results["skipped"].values():
+    logging.warning("evaluation of %s: %s", data_dir, reason)
   if report_dir is not None:
     report_lib.write_report(results, report_dir, samples=evaluator.samples)
   results["table"] = report_lib.format_table(results)
@@ -91,18 +93,20 @@ def evaluate_segmenter(
 
 
 def headline(results):
-  """The numbers the quality bar is about, as a flat dict."""
+  """The numbers the quality bar is about, as a flat dict (skipped metrics are left out)."""
   model = results["methods"]["model"]
   kmeans = results["methods"].get("position_kmeans", {})
-  out = {
-    "foreground_iou": model["foreground_iou"],
-    "part_iou_majority": model["part_iou"]["majority"]["mean"],
-    "part_iou_hungarian": model["part_iou"]["hungarian"]["mean"],
-  }
+  out = {}
+  if model.get("foreground_iou") is not None:
+    out["foreground_iou"] = model["foreground_iou"]
+  if model.get("part_iou"):
+    out["part_iou_majority"] = model["part_iou"]["majority"]["mean"]
+    out["part_iou_hungarian"] = model["part_iou"]["hungarian"]["mean"]
   if model.get("landmarks"):
     out["landmark_mae_sum_256"] = model["landmarks"]["sum_256"]
   if kmeans:
-    out["kmeans_part_iou_majority"] = kmeans["part_iou"]["majority"]["mean"]
+    if kmeans.get("part_iou"):
+      out["kmeans_part_iou_majority"] = kmeans["part_iou"]["majority"]["mean"]
     if kmeans.get("landmarks"):
       out["kmeans_landmark_mae_sum_256"] = kmeans["landmarks"]["sum_256"]
   mean_lm = results["methods"].get("mean_landmark", {})
