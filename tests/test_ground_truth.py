@@ -94,7 +94,11 @@ class GroundTruthTest(unittest.TestCase):
 
   @parameterized.expand(
     [
-      ("no_parts_no_landmarks", dict(parts=None, links=None, landmarks=None), "neither parts .* nor landmarks"),
+      (
+        "no_parts_no_landmarks",
+        dict(parts=None, links=None, landmarks=None),
+        "neither parts .* nor landmarks",
+      ),
       ("parts_dtype", dict(parts=np.zeros((T, H, W), np.float32)), "parts must be uint8"),
       ("links_shape", dict(links=np.zeros((T, H, W + 1), np.uint8)), "links shape"),
       ("landmarks_shape", dict(landmarks=np.zeros((T, L, 3), np.float32)), "landmarks must be"),
