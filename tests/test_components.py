@@ -312,5 +312,31 @@ class ClaimsTermTest(tf.test.TestCase):
       CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, claims=1.0)
 
 
+class ConsistencyTermTest(tf.test.TestCase):
+  def test_consistency_term_is_wired_to_the_source_and_target_heatmaps(self):
+    model = _ladder_model(consistency=1.0, shift_from="heatmap", initial_scale=0.25)
+    source = np.full((2, SIZE, SIZE, 3), 0.3, np.float32)
+    source[:, 8:16, 8:14] = [1.0, 0.0, 0.0]
+    source[:, 20:26, 18:28] = [0.0, 0.0, 1.0]
+    target = np.roll(source, 3, axis=2)
+    warp = affine_lib.identity([2])
+    with tf.GradientTape() as tape:
+      out = model.forward_pair(source, target, warp)
+      losses = model.compute_losses(source, target, warp, out)
+    expected = discovery_lib.consistency_loss(
+      out["source_heatmap_logits"], source, out["source_part_images"][..., 0, :]
+    ) + discovery_lib.consistency_loss(
+      out["target_heatmap_logits"], target, out["target_part_images"][..., 0, :]
+    )
+    self.assertAllClose(losses["consistency"], expected)
+    self.assertGreater(float(losses["consistency"]), 0.0)
+    grad = tape.gradient(losses["consistency"], model.transform_head.heatmap.kernel)
+    self.assertGreater(float(tf.reduce_max(tf.abs(grad))), 0.0)
+
+  def test_consistency_needs_heatmap_shifts(self):
+    with self.assertRaisesRegex(ValueError, "consistency"):
+      CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, consistency=1.0)
+
+
 if __name__ == "__main__":
   tf.test.main()

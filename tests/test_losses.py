@@ -384,6 +384,57 @@ class ClaimsLossTest(tf.test.TestCase):
     self.assertAllClose(tape.gradient(loss, logits), np.zeros((2, 4, 4, 2)))
 
 
+class ConsistencyLossTest(tf.test.TestCase):
+  """Two 8 x 8 frames (two videos), claims on their 4 x 4 grid: a red and a blue object, at the
+  top-left and bottom-right quarters in frame 0 and swapped in frame 1."""
+
+  def _case(self):
+    red, blue, grey = [0.9, 0.2, 0.2], [0.2, 0.2, 0.9], [0.2, 0.2, 0.2]
+    images = np.full((2, 8, 8, 3), grey, np.float32)
+    images[0, :4, :4], images[0, 4:, 4:] = red, blue
+    images[1, :4, :4], images[1, 4:, 4:] = blue, red
+    return images, np.full_like(images, 0.2)
+
+  @staticmethod
+  def _logits(top_left_part):
+    """Decisive logits `[4, 4, 2]`: one part claims the top-left quarter, the other the rest."""
+    logits = np.full((4, 4, 2), -12.0, np.float32)
+    logits[..., 1 - top_left_part] = 12.0
+    logits[:2, :2, top_left_part], logits[:2, :2, 1 - top_left_part] = 12.0, -12.0
+    return logits
+
+  def test_claims_by_colour_cost_nothing_and_claims_by_position_pay_the_colour_spread(self):
+    images, background = self._case()
+    by_colour = np.stack([self._logits(0), self._logits(1)])  # part 0 = red in both frames
+    self.assertAllClose(
+      discovery_lib.consistency_loss(by_colour, images, background), 0.0, atol=1e-4
+    )
+    by_position = np.stack([self._logits(0), self._logits(0)])  # part 0 = the top-left object
+    # Each part holds red in one frame and blue in the other: mean colour (0.55, 0.2, 0.55), every
+    # content cell 2 * 0.35^2 away from it.
+    loss = discovery_lib.consistency_loss(by_position, images, background)
+    self.assertAllClose(loss, 2 * 0.35**2, atol=1e-3)
+
+  def test_gradient_moves_an_undecided_cell_to_the_part_of_its_colour(self):
+    images, background = self._case()
+    start = np.stack([self._logits(0), self._logits(1)])
+    start[1, 3, 3] = 0.0  # frame 1's bottom-right (red) cell: claimed half and half
+    logits = tf.Variable(start)
+    with tf.GradientTape() as tape:
+      loss = discovery_lib.consistency_loss(logits, images, background)
+    grad = tape.gradient(loss, logits).numpy()[1, 3, 3]
+    self.assertLess(grad[0], 0.0)  # descent raises part 0 (red elsewhere) ...
+    self.assertGreater(grad[1], 0.0)  # ... and lowers part 1 (blue)
+
+  def test_no_content_no_pull(self):
+    _, background = self._case()
+    logits = tf.Variable(np.random.default_rng(2).normal(size=(2, 4, 4, 3)).astype(np.float32))
+    with tf.GradientTape() as tape:
+      loss = discovery_lib.consistency_loss(logits, background, background)
+    self.assertAllClose(loss, 0.0, atol=1e-6)
+    self.assertAllClose(tape.gradient(loss, logits), np.zeros((2, 4, 4, 3)))
+
+
 class ReconstructionLossTest(tf.test.TestCase, parameterized.TestCase):
   def _images(self):
     return np.random.default_rng(3).random((2, 16, 16, 3)).astype(np.float32)

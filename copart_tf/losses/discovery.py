@@ -93,3 +93,52 @@ def claims_loss(target_logits, warped_logits, warped_image, background_image, wa
   marginal = tf.reduce_sum(joint, axis=1)
   log_independent = tf.math.log(marginal)[:, None] + tf.math.log(marginal)[None, :]
   return -tf.reduce_sum(joint * (tf.math.log(joint) - log_independent))
+
+
+def consistency_loss(heatmap_logits, image, background_image):
+  """Soft k-means of the content's colours over the whole batch, with the parts' claims as clusters.
+
+  ``sum_u share(u) sum_k claim_k(u) ||c(u) - mu_k||^2``, mean over the batch, where
+  - ``share(u)`` is the content of cell u (`seek_loss`'s: ``|I - P_0|`` pooled to the heatmap
+    grid, normalised per image), a constant;
+  - ``c(u)`` is the content-weighted mean colour of the pixels of cell u (so a cell on a sprite's
+    edge has the sprite's colour, not a blend with the background), a constant;
+  - ``claim_k(u)`` is the softmax over parts of the heatmap logits at u (what `seek_loss` splits
+    the content by);
+  - ``mu_k`` is the claim- and share-weighted mean of c over every cell of every image of the
+    batch (a constant): part k's colour across the batch's videos.
+
+  Why: the parts' claims decide which part goes to which object, and nothing else in the
+  objective asks a part to take the same kind of object in every video (the objective is
+  symmetric under renaming the parts of one image). On rung A a part held sprites of every id
+  (docs/EXPERIMENTS.md sections 8-10). This is SCOPS's semantic consistency (Hung et al. 2019: a
+  part's features are a shared basis vector in every image) with the pixel colour as the feature,
+  because no pretrained features are available offline: a part whose claims cover a red sprite
+  in one video and a cyan one in another pays the spread of its colours; its gradient on a cell's
+  logits, ``share(u) claim_k(u) (d_k(u) - sum_j claim_j(u) d_j(u))``, moves the cell to the part
+  whose batch colour is nearest. It assumes a part keeps its colour across videos (true of rung
+  A's sprites; not of rung B's figure, whose limbs are coloured per video).
+
+  Args:
+    heatmap_logits: `[B, h, w, K]` heatmap logits; the softmax over K at a cell = the claims.
+    image, background_image: `[B, H, W, 3]`, H a multiple of h.
+
+  Returns:
+    Scalar >= 0 (0 when every part's claimed content has one colour across the batch).
+  """
+  grid = heatmap_logits.shape[1]
+  pixel_content = tf.reduce_mean(tf.abs(image - background_image), axis=-1, keepdims=True)
+  factor = image.shape[1] // grid
+  content = tf.nn.avg_pool2d(pixel_content, factor, factor, "VALID")
+  colour = tf.nn.avg_pool2d(pixel_content * image, factor, factor, "VALID") / (content + 1e-6)
+  shape = tf.shape(heatmap_logits)
+  claims = tf.reshape(tf.nn.softmax(heatmap_logits, axis=-1), [shape[0], -1, shape[3]])
+  share = tf.reshape(tf.stop_gradient(content), [shape[0], -1, 1])
+  share /= tf.reduce_sum(share, axis=1, keepdims=True) + 1e-6  # [B, n, 1], sums to 1 per image
+  colour = tf.stop_gradient(tf.reshape(colour, [shape[0], -1, 1, 3]))  # [B, n, 1, 3]
+  weight = tf.stop_gradient(share * claims)[..., None]  # [B, n, K, 1]
+  centres = tf.reduce_sum(weight * colour, axis=[0, 1]) / (
+    tf.reduce_sum(weight, axis=[0, 1]) + 1e-6
+  )  # [K, 3]
+  distance = tf.reduce_sum(tf.square(colour - centres), axis=-1)  # [B, n, K]
+  return tf.reduce_mean(tf.reduce_sum(share * claims * distance, axis=[1, 2]))

@@ -39,6 +39,8 @@ DEFAULT_LOSS_WEIGHTS = {
   "seek": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.claims_loss`.
   "claims": 0.0,
+  # Not in the reference, needs shift_from="heatmap": `discovery_lib.consistency_loss`.
+  "consistency": 0.0,
 }
 
 LOSS_TERMS = (
@@ -57,6 +59,7 @@ LOSS_TERMS = (
   "redundancy",
   "seek",
   "claims",
+  "consistency",
 )
 
 
@@ -221,7 +224,7 @@ class CoPartModel(keras.Model):
       raise ValueError(f"perceptual_loss must be none|pyramid|vgg, got {perceptual_loss!r}")
     if background_on not in ("retarget", "both"):
       raise ValueError(f"background_on must be retarget|both, got {background_on!r}")
-    for term in ("seek", "claims"):
+    for term in ("seek", "claims", "consistency"):
       if weights[term] and shift_from != "heatmap":
         raise ValueError(f'the {term} loss (weight "{term}") needs shift_from="heatmap"')
     self.num_parts = int(num_parts)
@@ -696,11 +699,19 @@ class CoPartModel(keras.Model):
         outputs["target_part_images"][..., 0, :],
         warp_affines,
       )
+    consistency = zero
+    if w["consistency"]:
+      consistency = discovery_lib.consistency_loss(
+        outputs["source_heatmap_logits"], source, outputs["source_part_images"][..., 0, :]
+      ) + discovery_lib.consistency_loss(
+        outputs["target_heatmap_logits"], target, outputs["target_part_images"][..., 0, :]
+      )
     auxiliary = (
       background
       + w["redundancy"] * redundancy
       + w["seek"] * seek
       + w["claims"] * claims
+      + w["consistency"] * consistency
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
       + w["equivariance"] * equivariance
@@ -727,6 +738,7 @@ class CoPartModel(keras.Model):
       "redundancy": redundancy,
       "seek": seek,
       "claims": claims,
+      "consistency": consistency,
     }
 
   def _warp_affines_for(self, data, batch):

@@ -85,7 +85,7 @@ class TrainConfig:
       raise ConfigError(f"--background_on={self.background_on!r}: retarget or both")
     if self.shift_from not in ("regression", "heatmap"):
       raise ConfigError(f"--shift_from={self.shift_from!r}: regression or heatmap")
-    for term in ("seek", "claims"):
+    for term in ("seek", "claims", "consistency"):
       if self.loss_weights.get(term) and self.shift_from != "heatmap":
         raise ConfigError(f"--loss_{term}={self.loss_weights[term]}: needs --shift_from=heatmap")
     if not 0.1 < self.initial_scale < 1.9:
