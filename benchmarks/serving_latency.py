@@ -45,8 +45,8 @@ def export_random_model(base, preset, image_size, num_parts, seed=0):
   return export_lib.export(model, base)
 
 
-def start_server(base, model_name, max_workers, timeout):
-  """Starts the server subprocess; returns (process, address)."""
+def start_server(base, model_name, max_workers, timeout, extra_args=()):
+  """Starts the server subprocess (`extra_args`: more server flags); returns (process, address)."""
   proc = subprocess.Popen(
     [
       sys.executable,
@@ -57,6 +57,7 @@ def start_server(base, model_name, max_workers, timeout):
       "--port=0",
       "--file_system_poll_wait_seconds=0",
       f"--max_workers={max_workers}",
+      *extra_args,
     ],
     stdout=subprocess.PIPE,
     stderr=subprocess.DEVNULL,

@@ -11,6 +11,13 @@ numbered version under `--model_base_path`, polls for new versions every
 restart, and returns the same status codes: NOT_FOUND for an unknown model or version,
 FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for a bad input (also for request
 bytes that do not parse: one log line, no traceback).
+
+Work is bounded before it is done: a request's batch is at most `--max_images_per_request`
+(INVALID_ARGUMENT) and its images decode to at most `--max_decoded_pixels` pixels, read from the
+dense input's shape or the encoded images' headers before anything is decoded
+(RESOURCE_EXHAUSTED). An admitted batch runs through the model in chunks of at most
+`--chunk_images` images and `--chunk_pixels` pixels, so peak memory depends on the chunk, not the
+batch; a response that would exceed `--max_send_message_bytes` is refused after the first chunk.
 """
 
 import concurrent.futures
@@ -27,6 +34,12 @@ from absl import app, flags, logging
 
 DEFAULT_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's (and so TF Serving's) default receive limit
 DEFAULT_MAX_IMAGE_SIDE = 4096
+# Work bounds of one request, checked from its shapes / image headers before anything is decoded.
+DEFAULT_MAX_IMAGES_PER_REQUEST = 128
+DEFAULT_MAX_DECODED_PIXELS = 4 * DEFAULT_MAX_IMAGE_SIDE * DEFAULT_MAX_IMAGE_SIDE  # 67,108,864
+# A request's images run through the model in chunks of at most this many images / pixels.
+DEFAULT_CHUNK_IMAGES = 16
+DEFAULT_CHUNK_PIXELS = DEFAULT_MAX_IMAGE_SIDE * DEFAULT_MAX_IMAGE_SIDE  # one largest image
 DEFAULT_SIGNATURE = "serving_default"
 INIT_OP_SIGNATURE = "__saved_model_init_op"
 # Version states of `GetModelStatus` (tensorflow_serving/apis/get_model_status.proto).
@@ -234,6 +247,13 @@ class PredictionService:
     max_image_side: largest accepted image side (INVALID_ARGUMENT above it).
     max_send_message_bytes: responses larger than this fail with RESOURCE_EXHAUSTED.
     max_receive_message_bytes: bounds the size a request may declare for a tensor.
+    max_images_per_request: largest batch (dimension 0) of a request (INVALID_ARGUMENT above it).
+    max_decoded_pixels: most pixels the images of one request may decode to, summed over the
+      batch, from the dense input's shape or the encoded images' headers (RESOURCE_EXHAUSTED
+      above it).
+    chunk_images: the model runs on at most this many images of a request at a time.
+    chunk_pixels: ... and on at most this many decoded pixels at a time (an image larger than
+      this runs alone).
   """
 
   def __init__(
@@ -242,11 +262,19 @@ class PredictionService:
     max_image_side=DEFAULT_MAX_IMAGE_SIDE,
     max_send_message_bytes=DEFAULT_MESSAGE_BYTES,
     max_receive_message_bytes=DEFAULT_MESSAGE_BYTES,
+    max_images_per_request=DEFAULT_MAX_IMAGES_PER_REQUEST,
+    max_decoded_pixels=DEFAULT_MAX_DECODED_PIXELS,
+    chunk_images=DEFAULT_CHUNK_IMAGES,
+    chunk_pixels=DEFAULT_CHUNK_PIXELS,
   ):
     self.manager = manager
     self.max_image_side = int(max_image_side)
     self.max_send_message_bytes = int(max_send_message_bytes)
     self.max_receive_message_bytes = int(max_receive_message_bytes)
+    self.max_images_per_request = int(max_images_per_request)
+    self.max_decoded_pixels = int(max_decoded_pixels)
+    self.chunk_images = int(chunk_images)
+    self.chunk_pixels = int(chunk_pixels)
 
   # ---------------------------------------------------------------- lookup
 
@@ -289,7 +317,7 @@ class PredictionService:
         grpc.StatusCode.FAILED_PRECONDITION,
         f'Serving signature key "{signature_name}" not found.',
       )
-    inputs = self._check_inputs(signature, request)
+    inputs, pixels = self._check_inputs(signature, request)
     outputs = list(request.output_filter)
     for alias in outputs:
       if alias not in signature.outputs:
@@ -300,28 +328,63 @@ class PredictionService:
         )
     if len(set(outputs)) != len(outputs):
       raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "duplicate output tensor alias")
-    try:
-      result = fn(**{key: tf.constant(value) for key, value in inputs.items()})
-    except tf.errors.OpError as error:
-      code = _CODES.get(error.error_code, grpc.StatusCode.INTERNAL)
-      raise ServingError(code, _first_line(error)) from None
     response = predict_pb2.PredictResponse()
     response.model_spec.name = servable.name
     response.model_spec.version.value = servable.version
     response.model_spec.signature_name = signature_name
-    for alias in outputs or sorted(result):
-      response.outputs[alias].CopyFrom(tf.make_tensor_proto(result[alias].numpy()))
-    size = response.ByteSize()
-    if size > self.max_send_message_bytes:
-      raise ServingError(
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        f"response of {size} bytes exceeds the server's limit of {self.max_send_message_bytes} "
-        "bytes (--max_send_message_bytes): send fewer or smaller images, or use output_filter",
-      )
+    batch = len(pixels)
+    parts = {}
+    for start, stop in self._chunks(pixels):
+      chunk = {key: value[start:stop] for key, value in inputs.items()}
+      try:
+        result = fn(**{key: tf.constant(value) for key, value in chunk.items()})
+      except tf.errors.OpError as error:
+        code = _CODES.get(error.error_code, grpc.StatusCode.INTERNAL)
+        raise ServingError(code, _first_line(error)) from None
+      for alias in outputs or sorted(result):
+        parts.setdefault(alias, []).append(result[alias].numpy())
+      del result
+      if start == 0 and stop < batch:
+        # Every image gives the same amount of output (or, for dense inputs of one size, the
+        # same): a response that cannot be sent is refused after the first chunk.
+        first = predict_pb2.PredictResponse()
+        for alias, values in parts.items():
+          first.outputs[alias].CopyFrom(tf.make_tensor_proto(values[0]))
+        self._check_response_size(first.ByteSize() * batch // stop, projected=True)
+    for alias, values in parts.items():
+      value = values[0] if len(values) == 1 else np.concatenate(values, axis=0)
+      response.outputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    self._check_response_size(response.ByteSize())
     return response
 
+  def _check_response_size(self, size, projected=False):
+    if size > self.max_send_message_bytes:
+      what = "would be" if projected else "is"
+      raise ServingError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"response {what} {size} bytes, above the server's limit of "
+        f"{self.max_send_message_bytes} bytes (--max_send_message_bytes): send fewer or smaller "
+        "images, or use output_filter",
+      )
+
+  def _chunks(self, pixels):
+    """(start, stop) ranges of the batch: <= chunk_images images and <= chunk_pixels pixels."""
+    chunks, start, total = [], 0, 0
+    for i, count in enumerate(pixels):
+      if i > start and (i - start >= self.chunk_images or total + count > self.chunk_pixels):
+        chunks.append((start, i))
+        start, total = i, 0
+      total += int(count)
+    chunks.append((start, len(pixels)))
+    return chunks
+
   def _check_inputs(self, signature, request):
-    """TensorProtos -> NumPy arrays, with TF Serving's checks plus image-size checks."""
+    """TensorProtos -> NumPy arrays, with TF Serving's checks plus image-size and work checks.
+
+    Returns:
+      (arrays, pixels): the inputs by key, and int64 `[N]` decoded pixels of each batch element
+      (from the dense images' shapes or the encoded images' headers, summed over the inputs).
+    """
     import tensorflow as tf
 
     sent, expected = set(request.inputs), set(signature.inputs)
@@ -334,6 +397,7 @@ class PredictionService:
         f"Missing but required: {{{','.join(sorted(expected - sent))}}}.",
       )
     arrays = {}
+    pixels = None
     for key in sorted(expected):
       info = signature.inputs[key]
       proto = request.inputs[key]
@@ -361,6 +425,13 @@ class PredictionService:
         raise ServingError(
           grpc.StatusCode.INVALID_ARGUMENT, f"input '{key}' is empty (zero-size shape {shape})"
         )
+      if shape[0] > self.max_images_per_request:
+        raise ServingError(
+          grpc.StatusCode.INVALID_ARGUMENT,
+          f"input '{key}' has a batch of {shape[0]}, above the server's limit of "
+          f"{self.max_images_per_request} images per request (--max_images_per_request): "
+          "split it into several requests",
+        )
       if len(shape) == 4 and (shape[1] > self.max_image_side or shape[2] > self.max_image_side):
         raise ServingError(
           grpc.StatusCode.INVALID_ARGUMENT,
@@ -375,6 +446,10 @@ class PredictionService:
           f"input '{key}' declares shape {shape} ({declared} bytes), far more than a request "
           "can carry",
         )
+      if len(shape) == 4:
+        dense = np.full(shape[0], shape[1] * shape[2], np.int64)
+        self._check_pixels(key, int(dense.sum()), "from its shape")
+        pixels = dense if pixels is None or len(pixels) != len(dense) else pixels + dense
       try:
         array = tf.make_ndarray(proto)
       except (ValueError, TypeError) as error:
@@ -383,20 +458,41 @@ class PredictionService:
           f"input '{key}': malformed TensorProto ({_first_line(error)})",
         ) from None
       if info.dtype == tf.string.as_datatype_enum and key == "images":
-        self._check_encoded(key, array)
+        encoded = self._check_encoded(key, array)
+        pixels = encoded if pixels is None or len(pixels) != len(encoded) else pixels + encoded
       arrays[key] = array
     sizes = {a.shape[0] for a in arrays.values() if a.ndim}
     if len(sizes) > 1:
       raise ServingError(
         grpc.StatusCode.INVALID_ARGUMENT, f"inputs have different batch sizes {sorted(sizes)}"
       )
-    return arrays
+    if pixels is None:  # no image input (metadata): one chunk per `chunk_images` rows
+      pixels = np.zeros(sizes.pop() if sizes else 1, np.int64)
+    elif len(arrays) > 1:
+      self._check_pixels("+".join(sorted(arrays)), int(pixels.sum()), "from their shapes")
+    return arrays, pixels
+
+  def _check_pixels(self, key, total, how):
+    if total > self.max_decoded_pixels:
+      raise ServingError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"input '{key}' decodes to {total} pixels ({how}), above the server's budget of "
+        f"{self.max_decoded_pixels} pixels per request (--max_decoded_pixels): send fewer or "
+        "smaller images",
+      )
 
   def _check_encoded(self, key, array):
-    """Header-only check of encoded images: decodable format and side limits."""
+    """Header-only check of encoded images: format, side limits and the pixel budget.
+
+    Returns:
+      int64 `[N]`: the pixels each image decodes to (height x width from its header).
+    """
     from PIL import Image, UnidentifiedImageError
 
-    for i, data in enumerate(array.reshape(-1)):
+    flat = array.reshape(-1)
+    pixels = np.zeros(len(flat), np.int64)
+    total = 0
+    for i, data in enumerate(flat):
       try:
         with Image.open(io.BytesIO(data)) as image:
           width, height = image.size
@@ -414,6 +510,11 @@ class PredictionService:
           f"input '{key}'[{i}]: image of {height}x{width} pixels is too large (the server "
           f"accepts sides up to {self.max_image_side}, --max_image_side)",
         )
+      pixels[i] = width * height
+      total += width * height
+      if total > self.max_decoded_pixels:  # stop reading headers as soon as it is over
+        self._check_pixels(key, total, f"from the headers of its first {i + 1} images")
+    return pixels
 
   # ---------------------------------------------------------------- metadata and status
 
@@ -640,6 +741,10 @@ def create_server(
   max_image_side=DEFAULT_MAX_IMAGE_SIDE,
   max_workers=8,
   warmup=True,
+  max_images_per_request=DEFAULT_MAX_IMAGES_PER_REQUEST,
+  max_decoded_pixels=DEFAULT_MAX_DECODED_PIXELS,
+  chunk_images=DEFAULT_CHUNK_IMAGES,
+  chunk_pixels=DEFAULT_CHUNK_PIXELS,
 ):
   """Loads the newest version under `model_base_path` and starts serving it.
 
@@ -654,6 +759,11 @@ def create_server(
     max_image_side: largest accepted image side.
     max_workers: request threads.
     warmup: replay each version's warm-up requests before serving it.
+    max_images_per_request: largest request batch (INVALID_ARGUMENT above it).
+    max_decoded_pixels: pixel budget of one request, checked before decoding
+      (RESOURCE_EXHAUSTED above it).
+    chunk_images: most images the model runs on at a time.
+    chunk_pixels: most decoded pixels the model runs on at a time.
 
   Returns:
     a started `ModelServer`.
@@ -662,7 +772,14 @@ def create_server(
     OSError: the address cannot be bound.
   """
   service = PredictionService(
-    None, max_image_side, max_send_message_bytes, max_receive_message_bytes
+    None,
+    max_image_side,
+    max_send_message_bytes,
+    max_receive_message_bytes,
+    max_images_per_request=max_images_per_request,
+    max_decoded_pixels=max_decoded_pixels,
+    chunk_images=chunk_images,
+    chunk_pixels=chunk_pixels,
   )
   manager = ModelManager(
     model_name, model_base_path, poll_seconds, warmup=warmup, predict_fn=service.run_predict
@@ -716,6 +833,25 @@ def define_flags():
   flags.DEFINE_integer(
     "max_image_side", DEFAULT_MAX_IMAGE_SIDE, "Largest image side accepted (pixels)."
   )
+  flags.DEFINE_integer(
+    "max_images_per_request",
+    DEFAULT_MAX_IMAGES_PER_REQUEST,
+    "Largest batch of one request (INVALID_ARGUMENT above it).",
+  )
+  flags.DEFINE_integer(
+    "max_decoded_pixels",
+    DEFAULT_MAX_DECODED_PIXELS,
+    "Most pixels the images of one request may decode to, checked from shapes / image headers "
+    "before decoding (RESOURCE_EXHAUSTED above it).",
+  )
+  flags.DEFINE_integer(
+    "chunk_images", DEFAULT_CHUNK_IMAGES, "The model runs on at most this many images at a time."
+  )
+  flags.DEFINE_integer(
+    "chunk_pixels",
+    DEFAULT_CHUNK_PIXELS,
+    "... and on at most this many decoded pixels at a time (a larger image runs alone).",
+  )
   flags.DEFINE_integer("max_workers", 8, "Request handler threads.")
   flags.DEFINE_bool("warmup", True, "Replay assets.extra warm-up requests on load.")
   flags.DEFINE_float("shutdown_grace_seconds", 5.0, "In-flight time allowed at shutdown.")
@@ -732,7 +868,15 @@ def main(argv):
   if not os.path.isdir(f.model_base_path):
     print(f"error: --model_base_path {f.model_base_path} is not a directory", file=sys.stderr)
     return 2
-  for name in ("max_receive_message_bytes", "max_send_message_bytes", "max_image_side"):
+  for name in (
+    "max_receive_message_bytes",
+    "max_send_message_bytes",
+    "max_image_side",
+    "max_images_per_request",
+    "max_decoded_pixels",
+    "chunk_images",
+    "chunk_pixels",
+  ):
     if f[name].value < 1:
       print(f"error: --{name} must be >= 1, got {f[name].value}", file=sys.stderr)
       return 2
@@ -760,6 +904,10 @@ def main(argv):
       max_image_side=f.max_image_side,
       max_workers=f.max_workers,
       warmup=f.warmup,
+      max_images_per_request=f.max_images_per_request,
+      max_decoded_pixels=f.max_decoded_pixels,
+      chunk_images=f.chunk_images,
+      chunk_pixels=f.chunk_pixels,
     )
   except OSError as error:
     print(f"error: {error}", file=sys.stderr)

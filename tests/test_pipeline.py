@@ -146,15 +146,63 @@ def test_non_rgb_frames_and_mixed_sizes(tmp_path):
       assert video in (0, 1)
 
 
-def test_one_frame_video_gives_identical_pair(tmp_path):
+def _warnings(caplog, text):
+  return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+def test_odd_frames_are_used_and_reported_once_per_video(tmp_path, caplog):
+  train = tmp_path / "train"
+  _folder(train / "ok", 0, 3)
+  _folder(train / "gray", 1, 3, mode="L")
+  _folder(train / "graya", 2, 3, mode="LA")
+  _folder(train / "rgba", 3, 3, mode="RGBA")
+  _folder(train / "sized", 4, 3)
+  Image.fromarray(_frame(4, 1, 13)).save(train / "sized" / "0000001.png")  # 13x13 among 8x8
+  Image.fromarray(_frame(4, 2, 13)).save(train / "sized" / "0000002.png")
+  strip = np.concatenate([_frame(5, t) for t in range(3)], axis=1)
+  Image.fromarray(strip).convert("L").save(train / "strip.png")  # a grey frame strip
+  with caplog.at_level(logging.WARNING):
+    ds = pipeline.make_pair_dataset(str(tmp_path), "train", SIZE, 12, seed=0, augment=False)
+    batches = _take(ds, 4)
+  for batch in batches:  # training goes on: every pair is there, RGB, at the model size
+    assert batch["source"].shape == (12, SIZE, SIZE, 3)
+  kinds = {
+    "gray": "is grey,",
+    "graya": "is grey + alpha",
+    "rgba": "is RGBA",
+    "strip.png": "is grey,",
+  }
+  for video, kind in kinds.items():
+    lines = _warnings(caplog, f"video {train / video}:")
+    assert len(lines) == 1, lines  # once per video, naming it and the frame
+    assert kind in lines[0] and "converted to RGB" in lines[0]
+  (line,) = _warnings(caplog, f"video {train / 'sized'}:")
+  assert "13x13" in line and "first frame is 8x8" in line and str(train / "sized") in line
+  assert not _warnings(caplog, f"video {train / 'ok'}:")
+
+
+def test_one_frame_videos_are_skipped_with_a_warning(tmp_path, caplog):
+  train = tmp_path / "train"
+  _folder(train / "two", 0, 2)
+  _folder(train / "single", 1, 1)
+  Image.fromarray(_frame(2, 0)).save(train / "square.png")  # a strip of one frame
+  imageio.mimwrite(train / "still.gif", [_frame(3, 0)], duration=100)
+  # An mp4's frames are counted only when read: it is skipped when first drawn.
+  imageio.mimwrite(train / "still.mp4", [_frame(4, 0, 16)], fps=5, macro_block_size=1)
+  with caplog.at_level(logging.WARNING):
+    ds = pipeline.make_pair_dataset(str(tmp_path), "train", SIZE, 8, seed=0, augment=False)
+    batches = _take(ds, 2)
+  for batch in batches:
+    assert {_decode(s[0, 0])[0] for s in batch["source"]} == {0}
+  for name in ("single", "square.png", "still.gif", "still.mp4"):
+    lines = _warnings(caplog, f"skipping video {train / name}:")
+    assert len(lines) == 1 and "has 1 frame" in lines[0], (name, caplog.text)
+
+
+def test_only_one_frame_videos_is_a_clear_error(tmp_path):
   _folder(tmp_path / "train" / "single", 0, 1)
-  (batch,) = _take(
-    pipeline.make_pair_dataset(str(tmp_path), "train", SIZE, 2, seed=0, augment=False), 1
-  )
-  np.testing.assert_array_equal(batch["source"], batch["target"])
-  # With augmentation both frames still get the same transform.
-  (batch,) = _take(pipeline.make_pair_dataset(str(tmp_path), "train", SIZE, 2, seed=0), 1)
-  np.testing.assert_allclose(batch["source"], batch["target"], atol=1e-6)
+  with pytest.raises(DataError, match=r"no video of split 'train' .* has 2 frames or more"):
+    pipeline.make_pair_dataset(str(tmp_path), "train", SIZE, 2, seed=0)
 
 
 def test_config_errors(tmp_path):
@@ -178,30 +226,30 @@ def test_missing_and_empty_splits(tmp_path):
 
 
 def _corrupt_dataset(root):
-  """Two good videos and one whose middle frame is a truncated PNG (header intact)."""
+  """Two good videos and one of two frames that are truncated PNGs (headers intact)."""
   _dataset(root, num_videos=2, num_frames=3)
   bad = os.path.join(root, "train", "vid2")
   _folder(bad, 2, 3)
-  frame = os.path.join(bad, "0000001.png")
-  data = open(frame, "rb").read()
-  with open(frame, "wb") as f:
-    f.write(data[:-20])  # header intact, pixel data cut
-  for name in ("0000000.png", "0000002.png"):
-    os.remove(os.path.join(bad, name))
-  return frame
+  frames = [os.path.join(bad, f"{t:07d}.png") for t in (1, 2)]
+  for frame in frames:
+    data = open(frame, "rb").read()
+    with open(frame, "wb") as f:
+      f.write(data[:-20])  # header intact, pixel data cut
+  os.remove(os.path.join(bad, "0000000.png"))
+  return frames
 
 
 def test_bad_frame_fail_names_the_file(tmp_path):
-  bad_frame = _corrupt_dataset(tmp_path)
+  bad_frames = _corrupt_dataset(tmp_path)
   ds = pipeline.make_pair_dataset(str(tmp_path), "train", SIZE, 3, seed=0)
-  with pytest.raises(DataError, match=r"vid2/0000001\.png"):
+  with pytest.raises(DataError, match=r"vid2/000000[12]\.png"):
     with pipeline.translate_data_errors():
       _take(ds, 2)
-  assert os.path.exists(bad_frame)
+  assert all(os.path.exists(f) for f in bad_frames)
 
 
 def test_bad_frame_skip_substitutes_deterministically(tmp_path, caplog):
-  bad_frame = _corrupt_dataset(tmp_path)
+  bad_frames = _corrupt_dataset(tmp_path)
   with caplog.at_level(logging.WARNING):
     a = _take(
       pipeline.make_pair_dataset(
@@ -219,14 +267,15 @@ def test_bad_frame_skip_substitutes_deterministically(tmp_path, caplog):
     np.testing.assert_array_equal(x["source"], y["source"])
   videos = {_decode(s[0, 0])[0] for batch in a for s in batch["source"]}
   assert videos == {0, 1}
-  assert caplog.text.count(bad_frame) == 1  # warned once, naming the file
+  counts = [caplog.text.count(f) for f in bad_frames]
+  assert max(counts) == 1 and min(counts) <= 1  # warned once per file, naming it
 
 
 def test_skip_gives_up_when_everything_is_bad(tmp_path):
   folder = tmp_path / "train" / "bad"
-  _folder(folder, 0, 1)
-  frame = folder / "0000000.png"
-  frame.write_bytes(frame.read_bytes()[:-20])
+  _folder(folder, 0, 2)
+  for frame in folder.iterdir():
+    frame.write_bytes(frame.read_bytes()[:-20])
   ds = pipeline.make_pair_dataset(str(tmp_path), "train", SIZE, 2, seed=0, on_bad_frame="skip")
   with pytest.raises(DataError, match="gave up"):
     with pipeline.translate_data_errors():

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import unittest
+from unittest import mock
 
 import grpc
 import keras
@@ -367,6 +368,107 @@ class LocalServerTest(ClientContractMixin, tf.test.TestCase):
       service.predict(_predict_request({"images": _images()}))
     self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
     self.assertIn("--max_send_message_bytes", caught.exception.message)
+
+  def _spy(self, seen):
+    """The live servable with its functions recording each call's batch size."""
+    real = self.server.manager.servable
+
+    def wrap(fn):
+      def call(**inputs):
+        seen.append(int(next(iter(inputs.values())).shape[0]))
+        return fn(**inputs)
+
+      return call
+
+    spy = mock.Mock(spec=["name", "version", "signature_defs", "functions"])
+    spy.name, spy.version, spy.signature_defs = real.name, real.version, real.signature_defs
+    spy.functions = {key: wrap(fn) for key, fn in real.functions.items()}
+    return spy
+
+  def test_image_cap_refuses_a_hostile_batch_before_decoding(self):
+    # Issue 19 item 6: 4000 tiny PNGs (well under the 4 MB receive cap).
+    tiny = _png(np.zeros([16, 16, 3], np.uint8))
+    request = _predict_request(
+      {"images": np.array([tiny] * 4000, dtype=object)}, signature="serve_encoded"
+    )
+    self.assertLess(request.ByteSize(), server_lib.DEFAULT_MESSAGE_BYTES)
+    with self.assertRaises(grpc.RpcError) as caught:
+      self.stub.Predict(request, timeout=RPC_TIMEOUT)
+    self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+    self.assertIn("batch of 4000", caught.exception.details())
+    self.assertIn(
+      f"limit of {server_lib.DEFAULT_MAX_IMAGES_PER_REQUEST} images per request "
+      "(--max_images_per_request)",
+      caught.exception.details(),
+    )
+    seen = []
+    service = server_lib.PredictionService(self.server.manager, max_images_per_request=2)
+    for signature, images in (("serve_encoded", [tiny] * 3), ("", np.zeros([3, 8, 8, 3]))):
+      images = np.array(images, dtype=object if signature else np.uint8)
+      request = _predict_request({"images": images}, signature=signature)
+      with self.assertRaisesRegex(server_lib.ServingError, "--max_images_per_request"):
+        service.run_predict(self._spy(seen), request)
+    self.assertEqual(seen, [])  # the model never ran
+
+  def test_pixel_budget_is_checked_from_headers_before_decoding(self):
+    # PNGs whose header says 64x64 but whose pixel data is cut: decoding them would fail with
+    # INVALID_ARGUMENT; the budget refuses them first, from the headers alone.
+    cut = _png(make_images()[0])[:60]
+    service = server_lib.PredictionService(self.server.manager, max_decoded_pixels=3 * 64 * 64 - 1)
+    seen = []
+    request = _predict_request({"images": np.array([cut] * 3, object)}, signature="serve_encoded")
+    with self.assertRaises(server_lib.ServingError) as caught:
+      service.run_predict(self._spy(seen), request)
+    self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    self.assertIn("12288 pixels", caught.exception.message)
+    self.assertIn(f"budget of {3 * 64 * 64 - 1} pixels per request", caught.exception.message)
+    self.assertIn("--max_decoded_pixels", caught.exception.message)
+    with self.assertRaisesRegex(server_lib.ServingError, "--max_decoded_pixels") as caught:
+      service.run_predict(self._spy(seen), _predict_request({"images": make_images()}))
+    self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    self.assertEqual(seen, [])
+    # Within the budget the same request is served.
+    request = _predict_request({"images": make_images()[:2]})
+    self.assertIn("part_labels", service.run_predict(self._spy(seen), request).outputs)
+
+  def test_batches_run_in_chunks_with_the_same_results(self):
+    images = np.concatenate([make_images(1), make_images(2)])[:5]
+    pngs = np.array([_png(image) for image in images], object)
+    whole = server_lib.PredictionService(self.server.manager)
+    by_count = server_lib.PredictionService(self.server.manager, chunk_images=2)
+    by_pixels = server_lib.PredictionService(self.server.manager, chunk_pixels=3 * 64 * 64)
+    for signature, inputs in (("", images), ("serve_encoded", pngs)):
+      request = _predict_request({"images": inputs}, signature=signature)
+      seen = []
+      expected = whole.run_predict(self._spy(seen), request)
+      self.assertEqual(seen, [5])
+      for service, chunks in ((by_count, [2, 2, 1]), (by_pixels, [3, 2])):
+        seen = []
+        got = service.run_predict(self._spy(seen), request)
+        self.assertEqual(seen, chunks)
+        self.assertEqual(sorted(got.outputs), sorted(expected.outputs))
+        for key in expected.outputs:
+          want, have = tf.make_ndarray(expected.outputs[key]), tf.make_ndarray(got.outputs[key])
+          self.assertEqual(want.shape, have.shape, key)
+          if key == "part_labels":  # argmax ties may flip under other batch sizes' rounding
+            self.assertGreater(np.mean(want == have), 0.999, key)
+          else:
+            self.assertAllClose(want, have, atol=1e-3, msg=key)
+
+  def test_oversized_response_is_refused_after_the_first_chunk(self):
+    pngs = np.array([_png(image) for image in make_images()] * 2, object)  # 6 images
+    request = _predict_request({"images": pngs}, signature="serve_encoded")
+    one_image = 64 * 64 + 200  # labels at 64x64 plus the small outputs, roughly
+    service = server_lib.PredictionService(
+      self.server.manager, chunk_images=2, max_send_message_bytes=4 * one_image
+    )
+    seen = []
+    with self.assertRaises(server_lib.ServingError) as caught:
+      service.run_predict(self._spy(seen), request)
+    self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
+    self.assertIn("would be", caught.exception.message)
+    self.assertIn("--max_send_message_bytes", caught.exception.message)
+    self.assertEqual(seen, [2])  # one chunk, not the 6 images
 
   def test_client_cli(self):
     tmp = tempfile.mkdtemp(dir=_MODULE["tmp"])

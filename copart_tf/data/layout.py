@@ -16,6 +16,10 @@ Scanning validates what is cheap and fails fast with one line naming the culprit
 folder exists and holds videos, frame folders are not empty, strips have square frames (header
 only), video files are not empty, and the headers of the first and last frame of a sample of
 videos can be read. Frames are decoded only later, by the pipeline.
+
+For training (`copart_tf.data.pipeline.make_pair_dataset`) videos known to have one frame are
+skipped with a warning (`min_frames`), and the first frame's header of every frame folder is read
+(one file per video, `frame_sizes`): the size the pipeline expects of the video's other frames.
 """
 
 import dataclasses
@@ -61,6 +65,8 @@ class VideoEntry:
     num_frames: number of frames, or None for video files (counted lazily by the reader).
     frame_files: sorted frame paths of a frame folder (empty otherwise).
     identity: text before the first ``#`` of the name (VoxCeleb ``person#ytid#start#end``).
+    frame_size: (height, width) of the first frame of a frame folder or strip when its header
+      was read (the size the training pipeline expects of the video's other frames), else None.
   """
 
   name: str
@@ -69,6 +75,7 @@ class VideoEntry:
   num_frames: int | None
   frame_files: tuple = ()
   identity: str = ""
+  frame_size: tuple | None = None
 
 
 def identity_of(name):
@@ -156,17 +163,20 @@ def _sample_positions(n, sample):
   return {int(round(x)) for x in np.linspace(0, n - 1, sample)}
 
 
-def _make_entry(path, check_headers):
+def _make_entry(path, check_headers, frame_sizes=False):
   """Builds a VideoEntry; raises DataError for a bad video."""
   name = os.path.basename(path.rstrip(os.sep))
   if os.path.isdir(path):
     files = video_io.list_frame_files(path)
     if not files:
       raise DataError(f"frame folder {path} contains no png/jpg frames")
-    if check_headers:
-      for f in {files[0], files[-1]}:
-        video_io.read_image_header(f)
-    return VideoEntry(name, path, "frames", len(files), tuple(files), identity_of(name))
+    frame_size = None
+    if check_headers or frame_sizes:
+      width, height, _ = video_io.read_image_header(files[0])
+      frame_size = (height, width)
+    if check_headers and len(files) > 1:
+      video_io.read_image_header(files[-1])
+    return VideoEntry(name, path, "frames", len(files), tuple(files), identity_of(name), frame_size)
   stem = os.path.splitext(name)[0]
   if video_io.is_video_file(path):
     if os.path.getsize(path) == 0:
@@ -182,10 +192,27 @@ def _make_entry(path, check_headers):
     return VideoEntry(stem, path, "video", num_frames, (), identity_of(stem))
   width, height, _ = video_io.read_image_header(path)
   num_frames = video_io.strip_num_frames(path, width, height)
-  return VideoEntry(stem, path, "strip", num_frames, (), identity_of(stem))
+  return VideoEntry(stem, path, "strip", num_frames, (), identity_of(stem), (height, height))
 
 
-def scan_split(data_dir, split, on_bad_frame="fail", validate_sample=16, split_seed=SPLIT_SEED):
+def warn_too_few_frames(path, num_frames, min_frames):
+  """Logs (once per video) that a video with fewer than `min_frames` frames is skipped."""
+  warn_once(
+    (path, "frames"),
+    f"skipping video {path}: it has {num_frames} frame{'' if num_frames == 1 else 's'}, and a "
+    f"training pair needs {min_frames} frames of one video",
+  )
+
+
+def scan_split(
+  data_dir,
+  split,
+  on_bad_frame="fail",
+  validate_sample=16,
+  split_seed=SPLIT_SEED,
+  min_frames=1,
+  frame_sizes=False,
+):
   """Lists and cheaply validates the videos of one split.
 
   Args:
@@ -198,37 +225,56 @@ def scan_split(data_dir, split, on_bad_frame="fail", validate_sample=16, split_s
       frame header or container metadata read; None = all. Strip headers are always read (they
       give the frame count).
     split_seed: seed of the automatic 80/20 split.
+    min_frames: videos known to have fewer frames are skipped with one warning each (training
+      pairs need 2); video files whose frames are not counted at scan time are kept.
+    frame_sizes: read the header of the first frame of every frame folder (one file per video),
+      so that every entry knows its `VideoEntry.frame_size`.
 
   Returns:
     list of `VideoEntry`, sorted by path.
 
   Raises:
-    DataError: missing/empty split, a bad video in "fail" mode, or no usable video in "skip" mode.
+    DataError: missing/empty split, a bad video in "fail" mode, no usable video in "skip" mode,
+      or no video with `min_frames` frames.
     ConfigError: bad `on_bad_frame`.
   """
   check_on_bad_frame(on_bad_frame)
   paths = split_video_paths(data_dir, split, split_seed)
   sampled = _sample_positions(len(paths), validate_sample)
   entries = []
+  too_short = 0
   for i, path in enumerate(paths):
     try:
-      entries.append(_make_entry(path, check_headers=i in sampled))
+      entry = _make_entry(path, check_headers=i in sampled, frame_sizes=frame_sizes)
+      if entry.num_frames is not None and entry.num_frames < min_frames:
+        warn_too_few_frames(path, entry.num_frames, min_frames)
+        too_short += 1
+        continue
+      entries.append(entry)
     except DataError as e:
       if on_bad_frame == "fail":
         raise
       recovered = None
-      if i in sampled and os.path.isdir(path):
+      if (i in sampled or frame_sizes) and os.path.isdir(path):
         # A frame folder with a bad sampled frame is kept: its other frames may be fine and bad
         # ones are substituted when read. A video file that cannot be opened is dropped.
         try:
           recovered = _make_entry(path, check_headers=False)
         except DataError:
           recovered = None
-      if recovered is not None:
+      if recovered is not None and recovered.num_frames < min_frames:
+        warn_too_few_frames(path, recovered.num_frames, min_frames)
+        too_short += 1
+      elif recovered is not None:
         warn_once(path, f"on_bad_frame=skip: {e} (frames will be substituted when read)")
         entries.append(recovered)
       else:
         warn_once(path, f"on_bad_frame=skip: dropping video {path}: {e}")
+  if not entries and too_short:
+    raise DataError(
+      f"no video of split {split!r} of {data_dir} has {min_frames} frames or more ({too_short} "
+      f"of {len(paths)} have fewer; a training pair is {min_frames} frames of one video)"
+    )
   if not entries:
     raise DataError(
       f"no readable videos for split {split!r} of {data_dir} (all {len(paths)} were bad, "

@@ -22,6 +22,13 @@ Frame file names are not stored one by one when a folder follows a numbered patt
 (``0000000.png, 0000001.png, ...``): the name is rebuilt from the index, so the graph stays small
 for datasets with millions of frames.
 
+Odd but readable data is used and reported, one warning per video and kind of problem, naming
+the files: a frame of another size than the video's first frame (every frame is resized to S x S
+on its own, so that frame is scaled differently), a grey, grey + alpha or RGBA frame (converted to
+RGB, alpha dropped). A video with one frame cannot give a pair: it is skipped with a warning (at
+scan time, or for video files whose frames are counted only when read, when it is first drawn:
+the example is then redrawn as for a bad frame, in both `on_bad_frame` modes).
+
 Bad frames: every example is produced by a tiny nested dataset that tries the drawn pair with
 `ignore_errors` and, if decoding failed, calls a Python diagnosis that names the file:
 
@@ -115,6 +122,9 @@ class _Tables:
     self.width = np.zeros(n, np.int32)
     self.start = np.zeros(n, np.int64)
     self.name_offset = np.zeros(n, np.int64)
+    # (height, width) every frame should have (the first frame's), 0 = not known.
+    self.frame_height = np.zeros(n, np.int32)
+    self.frame_width = np.zeros(n, np.int32)
     names = []
     for v, e in enumerate(entries):
       pattern = None
@@ -130,6 +140,8 @@ class _Tables:
         self.branch[v] = _STRIP if e.kind == "strip" else _PYTHON
         self.path.append(e.path)
       self.num_frames[v] = e.num_frames or 0
+      if e.frame_size is not None:
+        self.frame_height[v], self.frame_width[v] = e.frame_size
       prefix, width, start, ext = pattern or ("", 0, 0, "")
       self.prefix.append(prefix)
       self.ext.append(ext)
@@ -226,16 +238,58 @@ def _dummy_pair(dtype):
   return dummy, dummy, np.bool_(False)
 
 
+# Video files found to have fewer than 2 frames when read (skipped, not errors).
+_TOO_SHORT = set()
+_TOO_SHORT_LOCK = threading.Lock()
+
+
 def _py_read_video_pair(path, fractions):
   """numpy_function body: two frames of a video file, or dummies and ok=False."""
   with _PY_CALLS.call():
     if _PY_CALLS.closing:
       return _dummy_pair(np.uint8)
+    path = path.decode()
     try:
-      a, b = video_io.read_video_frames(path.decode(), fractions.tolist())
+      num_frames = video_io.video_num_frames(path)
+      if num_frames < 2:
+        with _TOO_SHORT_LOCK:
+          _TOO_SHORT.add(path)
+        layout.warn_too_few_frames(path, num_frames, 2)
+        return _dummy_pair(np.uint8)
+      a, b = video_io.read_video_frames(path, fractions.tolist())
     except DataError:
       return _dummy_pair(np.uint8)
     return a, b, np.bool_(True)
+
+
+_CHANNEL_KINDS = {1: "grey", 2: "grey + alpha (alpha dropped)", 4: "RGBA (alpha dropped)"}
+
+
+def _py_warn_frames(video, path_a, path_b, shape_a, shape_b, expected, size):
+  """numpy_function body run for a pair with an odd frame: warns once per video and problem."""
+  with _PY_CALLS.call():
+    video = video.decode().rstrip(os.sep)
+    paths = dict.fromkeys((path_a.decode(), path_b.decode()))
+    shapes = [shape_a.tolist(), shape_b.tolist()]
+    height, width = expected.tolist()
+    reference = "its first frame"
+    if not height:  # size of the first frame unknown: compare the two frames with each other
+      (height, width, _), reference = shapes[0], f"frame {path_a.decode()}"
+    for path, (h, w, c) in zip(paths, shapes, strict=False):
+      if c != 3:
+        layout.warn_once(
+          (video, "channels"),
+          f"video {video}: frame {path} is {_CHANNEL_KINDS.get(c, f'{c}-channel')}, not RGB; "
+          "converted to RGB (one warning per video)",
+        )
+      if (h, w) != (height, width):
+        layout.warn_once(
+          (video, "size"),
+          f"video {video}: frame {path} is {h}x{w} pixels but {reference} is {height}x{width}; "
+          f"each frame is resized to {size}x{size} on its own, so this one is scaled differently "
+          "from the rest of its video (one warning per video)",
+        )
+    return np.bool_(True)
 
 
 def _make_diagnose(on_bad_frame):
@@ -250,6 +304,10 @@ def _make_diagnose(on_bad_frame):
   def _diagnose(branch, path_a, path_b, fractions):
     message = None
     if branch == _PYTHON:
+      with _TOO_SHORT_LOCK:
+        too_short = path_a in _TOO_SHORT
+      if too_short:  # warned when read; redraw in both modes
+        return _dummy_pair(np.float32)
       try:
         video_io.read_video_frames(path_a, fractions.tolist())
         message = f"cannot read video {path_a} (it worked when retried)"
@@ -280,8 +338,9 @@ def _all_bad(index):
   if _PY_CALLS.closing:
     return _dummy_pair(np.float32)
   raise RuntimeError(
-    f"DataError: on_bad_frame='skip' gave up on example {int(index)}: {MAX_ATTEMPTS} pairs drawn "
-    "in a row were unreadable (see the warnings naming the files); the data looks mostly corrupt"
+    f"DataError: gave up on example {int(index)}: {MAX_ATTEMPTS} pairs drawn in a row were "
+    "unreadable or from videos of one frame (see the warnings naming the files); the data looks "
+    "mostly corrupt"
   )
 
 
@@ -323,9 +382,13 @@ def make_pair_dataset(
   _validate_config(image_size, global_batch_size, num_replicas, start_step, seed, on_bad_frame)
   size = int(image_size)
   batch = int(global_batch_size)
-  entries = layout.scan_split(data_dir, split, on_bad_frame=on_bad_frame)
+  entries = layout.scan_split(
+    data_dir, split, on_bad_frame=on_bad_frame, min_frames=2, frame_sizes=True
+  )
   t = _Tables(entries, id_sampling)
-  attempts = MAX_ATTEMPTS if on_bad_frame == "skip" else 1
+  # In "fail" mode a bad frame raises at the first attempt; redraws then only skip video files
+  # that turn out to have one frame.
+  attempts = MAX_ATTEMPTS
 
   branch_t = tf.constant(t.branch)
   naming_t = tf.constant(t.naming)
@@ -336,6 +399,7 @@ def make_pair_dataset(
   width_t = tf.constant(t.width)
   start_t = tf.constant(t.start)
   offset_t = tf.constant(t.name_offset)
+  frame_hw_t = tf.constant(np.stack([t.frame_height, t.frame_width], axis=1))
   names_t = tf.constant(t.names)
   num_names = tf.constant(len(t.names), tf.int64)
   unit_members_t = tf.constant(t.unit_members)
@@ -384,6 +448,8 @@ def make_pair_dataset(
     path_b = tf.where(is_files, frame_path(frame_idx[1]), base)
     return {
       "branch": branch_t[video],
+      "video": base,
+      "frame_hw": frame_hw_t[video],
       "path_a": path_a,
       "path_b": path_b,
       "frame_idx": frame_idx,
@@ -391,22 +457,54 @@ def make_pair_dataset(
     }
 
   def decode(path):
+    """float32 [h, w, 3] and the file's own shape [h, w, channels]."""
+    # Decoded with its own channels and converted here (the same pixels as channels=3: grey is
+    # replicated, alpha dropped), so that a grey or RGBA frame can be reported.
     image = tf.io.decode_image(
-      tf.io.read_file(path), channels=3, dtype=tf.float32, expand_animations=False
+      tf.io.read_file(path), channels=0, dtype=tf.float32, expand_animations=False
     )
-    image.set_shape([None, None, 3])
-    return image
+    shape = tf.shape(image)
+    rgb = tf.gather(image, tf.where(shape[2] >= 3, [0, 1, 2], [0, 0, 0]), axis=2)
+    rgb.set_shape([None, None, 3])
+    return rgb, shape
+
+  def checked(c, a, b, shape_a, shape_b):
+    """`a`, `b` after warning about odd frames (a Python call only for pairs with one)."""
+    expected = tf.cast(c["frame_hw"], tf.int32)
+    expected = tf.where(expected[0] > 0, expected, shape_a[:2])
+    odd = tf.reduce_any(
+      [
+        shape_a[2] != 3,
+        shape_b[2] != 3,
+        tf.reduce_any(shape_a[:2] != expected),
+        tf.reduce_any(shape_b[:2] != expected),
+      ]
+    )
+
+    def warn():
+      return tf.numpy_function(
+        _py_warn_frames,
+        [c["video"], c["path_a"], c["path_b"], shape_a, shape_b, c["frame_hw"], size],
+        tf.bool,
+      )
+
+    done = tf.cond(odd, warn, lambda: tf.constant(True))
+    with tf.control_dependencies([done]):
+      return tf.identity(a), tf.identity(b)
 
   # Loaders return the frames at their size on disk (float32 [h, w, 3]); `finish` resizes them
   # outside the nested per-example datasets (fewer functions to instantiate).
   def load_files(c):
-    return decode(c["path_a"]), decode(c["path_b"])
+    (a, shape_a), (b, shape_b) = decode(c["path_a"]), decode(c["path_b"])
+    return checked(c, a, b, shape_a, shape_b)
 
   def load_strip(c):
-    strip = decode(c["path_a"])
+    strip, shape = decode(c["path_a"])
     h = tf.shape(strip)[0]
     idx = tf.cast(c["frame_idx"], tf.int32)
-    return tuple(strip[:, idx[k] * h : (idx[k] + 1) * h] for k in range(2))
+    frame_shape = tf.stack([h, h, shape[2]])
+    a, b = (strip[:, idx[k] * h : (idx[k] + 1) * h] for k in range(2))
+    return checked(c, a, b, frame_shape, frame_shape)
 
   def load_python(c):
     a, b, ok = tf.numpy_function(

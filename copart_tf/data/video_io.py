@@ -427,6 +427,19 @@ class _ReaderPool:
           raise
     raise DataError(f"cannot keep a reader of {path} open (reader pool of {self.size} thrashing)")
 
+  def num_frames(self, path):
+    for _ in range(100):
+      reader = self._get(path)
+      with reader.lock:
+        if reader.closed:
+          continue
+        try:
+          return reader.num_frames
+        except DataError:
+          self._discard(path, reader)
+          raise
+    raise DataError(f"cannot keep a reader of {path} open (reader pool of {self.size} thrashing)")
+
   @staticmethod
   def _read_locked(reader, fractions):
     n = reader.num_frames
@@ -471,6 +484,15 @@ def read_video_frames(path, fractions):
     DataError: unreadable file or frame (names the file).
   """
   return _POOL.read(os.fspath(path), [float(f) for f in fractions])
+
+
+def video_num_frames(path):
+  """Exact frame count of a video file, through the reader pool of `read_video_frames`.
+
+  Raises:
+    DataError: unreadable file (names it).
+  """
+  return _POOL.num_frames(os.fspath(path))
 
 
 def close_video_readers():

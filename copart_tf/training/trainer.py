@@ -9,6 +9,7 @@ would have seen next.
 """
 
 import atexit
+import contextlib
 import dataclasses
 import math
 import os
@@ -285,16 +286,60 @@ def train(config, stop_after_steps=None):
       f"--strategy={config.strategy}"
     )
   chief = strategy_lib.is_chief(strategy)
+  existed = os.path.isdir(config.model_dir)
+  try:
+    before = set(os.listdir(config.model_dir)) if existed else set()
+  except OSError:  # unreadable: the check below says so
+    before = set()
   _check_model_dir_writable(config.model_dir)
+  try:
+    return _train(config, strategy, chief, stop_after_steps)
+  except BaseException:
+    if chief and not tf.train.latest_checkpoint(checkpoint_dir(config.model_dir)):
+      _remove_half_made(config.model_dir, existed, before)
+    raise
+
+
+def _remove_half_made(model_dir, existed, before):
+  """Removes what a run that failed before its first checkpoint wrote into `model_dir`.
+
+  Such a directory holds only the run's config.json and TensorBoard events; left behind, its
+  config.json would make the corrected rerun look like a resume of another model.
+  """
+  if not existed:
+    shutil.rmtree(model_dir, ignore_errors=True)
+    logging.info("removed %s: the run stopped before its first checkpoint", model_dir)
+    return
+  try:
+    made = sorted(set(os.listdir(model_dir)) - before)
+  except OSError:
+    return
+  for name in made:
+    path = os.path.join(model_dir, name)
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      with contextlib.suppress(OSError):
+        os.remove(path)
+  if made:
+    logging.info(
+      "removed %s from %s: the run stopped before its first checkpoint", ", ".join(made), model_dir
+    )
+
+
+def _train(config, strategy, chief, stop_after_steps):
+  """`train` after the model dir check (its failures before a checkpoint are cleaned up)."""
+  replicas = strategy.num_replicas_in_sync
   if chief:
     ensure_data(config)
   else:
     wait_for_data(config)
   config_path = os.path.join(config.model_dir, CONFIG_FILE)
   if os.path.exists(config_path):
-    config_lib.check_compatible(
-      config_lib.TrainConfig.from_json_file(config_path), config, config.model_dir
-    )
+    saved = config_lib.TrainConfig.from_json_file(config_path)
+    # A config.json without a checkpoint (a run killed before its first one) binds nothing.
+    if tf.train.latest_checkpoint(checkpoint_dir(config.model_dir)):
+      config_lib.check_compatible(saved, config, config.model_dir)
 
   # Initial weights and Keras' random layers come from --seed, like the data pipeline: the same
   # command on the same machine starts from the same model (issue 19 §2).
