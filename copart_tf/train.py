@@ -110,6 +110,12 @@ DETACH_BACKGROUND_POSES = flags.DEFINE_bool(
   "The background terms see the pose prior and coverage as constants: they shape masks through "
   "the decoded depth only and cannot push parts out of the frame (false = reference).",
 )
+GATE_MASKS_BY_CLAIMS = flags.DEFINE_bool(
+  "gate_masks_by_claims",
+  _D.gate_masks_by_claims,
+  "Needs --shift_from=heatmap: a part's mask exists only where the part claims the content (the "
+  "log of its claims, moved with its latent map, is added to its depth; false = reference).",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

@@ -338,5 +338,46 @@ class ConsistencyTermTest(tf.test.TestCase):
       CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, consistency=1.0)
 
 
+class ClaimsGateTest(parameterized.TestCase, tf.test.TestCase):
+  """Part 1's heatmap logits dominate every cell of the left half, part 2's the right half."""
+
+  def _model(self, gate):
+    model = _ladder_model(gate_masks_by_claims=gate, shift_from="heatmap", initial_scale=0.5)
+    grid = model.transform_head.heatmap_bias.shape[0]
+    side = int(round(grid**0.5))
+    left = np.tile(np.arange(side) < side // 2, side)  # cell order: row-major
+    bias = np.stack([np.where(left, 20.0, -20.0), np.where(left, -20.0, 20.0)], -1)
+    model.transform_head.heatmap_bias.assign(bias.astype(np.float32))
+    return model
+
+  @parameterized.parameters(True, False)
+  def test_a_part_is_seen_only_where_it_claims(self, gate):
+    model = self._model(gate)
+    images = tf.constant(np.random.default_rng(0).random((2, SIZE, SIZE, 3)), tf.float32)
+    masks = model(images)["masks"].numpy()
+    # Each part's pose is the centre of its own half (its heatmap); its prior blob is larger than
+    # the half, so without the gate it spills over the middle into the other half.
+    spill = max(masks[:, :, SIZE // 2 + 2 :, 1].max(), masks[:, :, : SIZE // 2 - 2, 2].max())
+    if gate:
+      self.assertLess(spill, 1e-4)
+    else:
+      self.assertGreater(spill, 1e-2)
+
+  def test_gate_moves_with_the_part_and_trains_the_claims(self):
+    model = self._model(True)
+    source = tf.constant(np.random.default_rng(1).random((2, SIZE, SIZE, 3)), tf.float32)
+    warp = affine_lib.identity([2])
+    with tf.GradientTape() as tape:
+      out = model.forward_pair(source, source, warp)
+      losses = model.compute_losses(source, source, warp, out)
+    grad = tape.gradient(losses["rec_target"], model.transform_head.heatmap.kernel)
+    self.assertGreater(float(tf.reduce_max(tf.abs(grad))), 0.0)
+    self.assertLess(float(out["target_masks"][:, :, SIZE // 2 + 2 :, 1].numpy().max()), 1e-4)
+
+  def test_gate_needs_heatmap_shifts(self):
+    with self.assertRaisesRegex(ValueError, "gate_masks_by_claims"):
+      CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, gate_masks_by_claims=True)
+
+
 if __name__ == "__main__":
   tf.test.main()

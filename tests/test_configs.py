@@ -43,3 +43,12 @@ def test_discovery_terms_without_heatmap_shifts_are_a_one_line_config_error(term
     config.validate()
   config.shift_from = "heatmap"
   config.validate()
+
+
+def test_claims_gate_without_heatmap_shifts_is_a_one_line_config_error():
+  config = TrainConfig(data_dir="d", model_dir="m", gate_masks_by_claims=True)
+  with pytest.raises(ConfigError, match="--gate_masks_by_claims: needs --shift_from=heatmap"):
+    config.validate()
+  config.shift_from = "heatmap"
+  config.validate()
+  assert config.model_kwargs("none")["gate_masks_by_claims"]

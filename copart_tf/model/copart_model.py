@@ -85,6 +85,19 @@ def _with_coverage(folded):
   return tf.concat([folded, tf.ones_like(folded[..., :1])], axis=-1)
 
 
+def _with_claims(folded, heatmap_logits):
+  """Appends each part's claims as its coverage channel: `[B*K, h, w, C]` -> `[B*K, h, w, C+1]`.
+
+  The claims are the softmax over parts of the heatmap logits `[B, h, w, K]` of the image the
+  part maps come from. Warped along with the latent map (zero fill outside the frame), the
+  channel becomes claims x coverage, and its log is added to the part's depth (`_log_coverage`):
+  a part's mask can only be where the part claims the content (see `CoPartModel`
+  gate_masks_by_claims).
+  """
+  claims = tf.nn.softmax(heatmap_logits, axis=-1)[..., None]  # [B, h, w, K, 1]
+  return tf.concat([folded, _to_parts(claims)], axis=-1)
+
+
 def _log_coverage(coverage, size):
   """Coverage `[N, h, w, 1]` -> log-coverage `[N, S, S, 1]` added to depth logits.
 
@@ -183,6 +196,14 @@ class CoPartModel(keras.Model):
       cut its mask), and the background terms pushed parts that did not yet explain an object
       there (measured on rung A, seed 0: three of four parts parked on the left edge; with this
       option none, fg IoU 0.275 -> 0.311). False = the paper.
+    gate_masks_by_claims: needs shift_from="heatmap". Each part's claims (softmax over parts of
+      its heatmap logits on the source frame) are moved with its latent map and their log is
+      added to its depth, so a part's mask exists only where the part claims the content. Why:
+      the masks follow the poses, and a part whose object is absent from a video still has a pose
+      (its heatmap must peak somewhere), so it sat on another part's object and split it (rung A:
+      parts holding pieces of sprites of every id; docs/EXPERIMENTS.md section 10). With the gate
+      the claims, which the seek/claims/consistency terms make decisive and tied to an object,
+      decide which part is seen, and the reconstruction trains the claims too. False = the paper.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -209,6 +230,7 @@ class CoPartModel(keras.Model):
     warp_source_pixels=False,
     initial_scale=1.0,
     detach_background_poses=False,
+    gate_masks_by_claims=False,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -227,6 +249,8 @@ class CoPartModel(keras.Model):
     for term in ("seek", "claims", "consistency"):
       if weights[term] and shift_from != "heatmap":
         raise ValueError(f'the {term} loss (weight "{term}") needs shift_from="heatmap"')
+    if gate_masks_by_claims and shift_from != "heatmap":
+      raise ValueError('gate_masks_by_claims needs shift_from="heatmap"')
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -248,6 +272,7 @@ class CoPartModel(keras.Model):
     self.warp_source_pixels = bool(warp_source_pixels)
     self.initial_scale = float(initial_scale)
     self.detach_background_poses = bool(detach_background_poses)
+    self.gate_masks_by_claims = bool(gate_masks_by_claims)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -303,6 +328,7 @@ class CoPartModel(keras.Model):
       "warp_source_pixels": self.warp_source_pixels,
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
+      "gate_masks_by_claims": self.gate_masks_by_claims,
       **self.loss_weights,
     }
 
@@ -342,6 +368,14 @@ class CoPartModel(keras.Model):
     if part_maps:
       out["part_maps"] = self.part_map_head(features)
     return out
+
+  def _fold_foreground(self, maps, heatmap_logits):
+    """Foreground part maps `[B, h, w, K+1, C]` -> `[B*K, h, w, C+1]` with their coverage channel
+    (ones, or the claims with `gate_masks_by_claims`; heatmap_logits `[B, h, w, K]`)."""
+    folded = _to_parts(maps[..., 1:, :])
+    if self.gate_masks_by_claims:
+      return _with_claims(folded, heatmap_logits)
+    return _with_coverage(folded)
 
   def _warp_parts(self, folded_maps, affines_out_to_in):
     """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
@@ -439,7 +473,7 @@ class CoPartModel(keras.Model):
     batch = tf.shape(images)[0]
     k = self.num_parts
     maps = enc["part_maps"]
-    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
+    fg = self._fold_foreground(maps, enc.get("heatmap_logits"))
     if not self.compose_warps:
       canonical = self._warp_parts(fg, enc["affines"])
       fg = self._warp_parts(canonical, affine_lib.invert(enc["affines"]))
@@ -483,7 +517,14 @@ class CoPartModel(keras.Model):
     batch = tf.shape(source_images)[0]
     src = self.encode(source_images)
     drv = self.encode(driving_images, part_maps=False)
-    out = self._retarget(source_images, src["part_maps"], src["affines"], drv["affines"], batch)
+    out = self._retarget(
+      source_images,
+      src["part_maps"],
+      src["affines"],
+      drv["affines"],
+      batch,
+      src.get("heatmap_logits"),
+    )
     masks, image = self.assemble(out["part_images"], out["depth"])
     return {
       "image": image,
@@ -491,9 +532,9 @@ class CoPartModel(keras.Model):
       "part_labels": tf.argmax(out["depth"], axis=-1, output_type=tf.int32),
     }
 
-  def _retarget(self, images, maps, source_affines, target_affines, batch):
+  def _retarget(self, images, maps, source_affines, target_affines, batch, heatmap_logits=None):
     k = self.num_parts
-    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
+    fg = self._fold_foreground(maps, heatmap_logits)
     motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
     if self.compose_warps:
       moved = self._warp_parts(fg, motion)
@@ -515,17 +556,18 @@ class CoPartModel(keras.Model):
 
   # ---------------------------------------------------------------- training
 
-  def _training_warps(self, maps, source_affines, target_affines):
+  def _training_warps(self, maps, source_affines, target_affines, heatmap_logits=None):
     """The foreground latents one training step decodes, with their coverage channel.
 
     Args:
       maps: part maps `[B, h, w, K+1, C_lat]` of the source.
       source_affines, target_affines: `[B, K, 2, 3]`.
+      heatmap_logits: `[B, h, w, K]` of the source (for `gate_masks_by_claims`).
 
     Returns:
       `[3*B*K, h, w, C_lat+1]`: source reconstruction, retargeted, canonical (in that order).
     """
-    fg = _with_coverage(_to_parts(maps[..., 1:, :]))
+    fg = self._fold_foreground(maps, heatmap_logits)
     canonical = self._warp_parts(fg, source_affines)  # V*(c) = V^s(T^s c)
     if self.compose_warps:
       source_rec = fg
@@ -561,7 +603,10 @@ class CoPartModel(keras.Model):
 
     # One decoder call: background once (never warped, shared by both assemblies), then the
     # source-reconstruction, retargeted and canonical part maps.
-    warped = self._training_warps(maps, source_affines, target_affines)
+    logits = poses.get("heatmap_logits")
+    warped = self._training_warps(
+      maps, source_affines, target_affines, None if logits is None else logits[:batch]
+    )
     warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], warped], axis=0)
     motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))

@@ -76,6 +76,7 @@ def model_from_run_config(config, part_names=None):
     warp_source_pixels=config.get("warp_source_pixels", False),
     initial_scale=config.get("initial_scale", 1.0),
     detach_background_poses=config.get("detach_background_poses", False),
+    gate_masks_by_claims=config.get("gate_masks_by_claims", False),
     perceptual_loss="none",  # inference only: the loss is never evaluated
     part_names=part_names,
     **weights,

@@ -41,6 +41,7 @@ class TrainConfig:
   warp_source_pixels: bool = False
   initial_scale: float = 1.0
   detach_background_poses: bool = False
+  gate_masks_by_claims: bool = False
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -88,6 +89,8 @@ class TrainConfig:
     for term in ("seek", "claims", "consistency"):
       if self.loss_weights.get(term) and self.shift_from != "heatmap":
         raise ConfigError(f"--loss_{term}={self.loss_weights[term]}: needs --shift_from=heatmap")
+    if self.gate_masks_by_claims and self.shift_from != "heatmap":
+      raise ConfigError("--gate_masks_by_claims: needs --shift_from=heatmap")
     if not 0.1 < self.initial_scale < 1.9:
       raise ConfigError(f"--initial_scale={self.initial_scale}: must be in (0.1, 1.9)")
     if self.pose_prior_radius < 0:
@@ -123,6 +126,7 @@ class TrainConfig:
       "warp_source_pixels": self.warp_source_pixels,
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
+      "gate_masks_by_claims": self.gate_masks_by_claims,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
