@@ -1,26 +1,35 @@
 r"""Pose oracles on rung A (sprites): the mask ceiling with the true poses, and pose learning alone.
 
-  python benchmarks/pose_oracles.py [--data_dir=data/sprites] [--steps=600] [--batch_size=8]
-      [--seed=0] [--checks=oracle,supervised] [--shift_from=heatmap] [--json_out=PATH]
+  python benchmarks/pose_oracles.py [--config=configs/sprites.cfg] [--data_dir=data/sprites]
+      [--steps=600] [--batch_size=8] [--seed=0] [--checks=oracle,supervised]
+      [--shift_from=heatmap] [--json_out=PATH]
 
 Why: issue 17 section 3 asks for two component checks that split rung A's failure (configs/
 sprites.cfg misses its bar) between "the model cannot make masks" and "the model cannot find the
 poses":
 
 - "Oracle poses: feed the true sprite poses instead of the transform head; masks must reach fg
-  IoU >= 0.95" (``--checks=oracle``). The model of configs/sprites.cfg (`SPRITES_RECIPE`: K = 4,
-  small preset, 64 px, composed warps, pyramid perceptual term, pose prior radius 1, moved source
-  pixels, initial scale 0.25, source reconstruction weight 1, background ramped in over 200 steps
-  and blind to the poses, redundancy 1) is trained from scratch with the side-car's true sprite
-  poses (`copart_tf.data.ground_truth.read_poses`: canonical -> image affines [A | t], normalised
-  coordinates) in place of the transform head's output; everything else (encoder, part-map head,
-  decoder) trains as usual on the same losses. Seek and equivariance are 0 (they only train the
-  poses). Sprite k drives part k; a sprite without ``pose_visible`` (absent from the video, centre
-  outside the frame, or fully occluded) gets `ABSENT_POSE`, a tiny part far outside the frame, so
-  its coverage and the pose prior give it no mask (caveat: the translation term |t_k - centroid_k|
-  of such a part stays >= 8 and rewards moving its mask mass towards the frame's bottom-right
-  corner; it dominates the logged ``translation`` loss). Pairs: two frames of one training
-  video drawn uniformly (`sample_pairs`), identity warp (equivariance is off), no augmentation.
+  IoU >= 0.95" (``--checks=oracle``). The model of ``--config`` (default configs/sprites.cfg:
+  K = 4, small preset, 64 px, composed warps, pyramid perceptual term, heatmap centres, pose
+  prior radius 1, moved source pixels, initial scale 0.25, source reconstruction weight 1,
+  background ramped in over 200 steps and blind to the poses, redundancy 1) is trained from
+  scratch with the side-car's true sprite poses (`copart_tf.data.ground_truth.read_poses`:
+  canonical -> image affines [A | t], normalised coordinates) in place of the transform head's
+  output; everything else (encoder, part-map head, decoder) trains as usual on the same losses.
+  The recipe is derived at run time (`derive_recipe`), not copied: the flagfile is parsed with
+  the training CLI's own flags (`copart_tf.train.config_from_flags`) and turned into
+  `CoPartModel` kwargs by `TrainConfig.model_kwargs`, with perceptual term "pyramid" (the config
+  must say --vgg_weights=none --perceptual_fallback=pyramid; anything else is an error). Then the
+  seek, claims, consistency and equivariance weights are set to 0 and --gate_masks_by_claims
+  off: those terms only train the poses, and the gate reads heatmap logits that the oracle's
+  stand-in head does not have. K and the image size are the data's (a config that disagrees is
+  logged and overridden). Sprite k drives part k; a sprite without ``pose_visible`` (absent from
+  the video, centre outside the frame, or fully occluded) gets `ABSENT_POSE`, a tiny part far
+  outside the frame, so its coverage and the pose prior give it no mask (caveat: the translation
+  term |t_k - centroid_k| of such a part stays >= 8 and rewards moving its mask mass towards the
+  frame's bottom-right corner; it dominates the logged ``translation`` loss). Pairs: two frames
+  of one training video drawn uniformly (`sample_pairs`), identity warp (equivariance is off),
+  no augmentation.
   Test split, with the true poses: every 4th frame of every video (`EVAL_FRAME_STRIDE`); ``fg
   IoU`` = mean over frames of `copart_tf.evaluation.metrics.foreground_iou`; ``part IoU k`` = IoU
   of part k with sprite k over all those pixels (no mapping: the poses fix which part is which);
@@ -38,14 +47,16 @@ poses":
 Both checks: `keras.utils.set_random_seed(--seed)` before the model is built, Adam(1e-3),
 ``--batch_size`` pairs (oracle) or frames (supervised) per step drawn with
 ``np.random.default_rng(--seed)``. A missing ``--data_dir`` is generated first as the trainer
-would (`copart_tf.data.sprites.synthesize_sprites_dataset`, sprites.cfg's 200 + 20 videos x 32
-frames at 64 px, data seed 0, ~20 s); a data dir without the side-car labels, or written by
-another generator, is an error. Progress every 100 steps on stderr; a table on stdout; the JSON
-(``--json_out``) holds the flags, every metric, the last step's losses and the load average at the
-start and the end.
+would (`copart_tf.data.sprites.synthesize_sprites_dataset` with the config's
+--synth_train_videos, --synth_test_videos, --synth_frames, --image_size and --seed: for
+sprites.cfg 200 + 20 videos x 32 frames at 64 px, data seed 0, ~20 s); a data dir without the
+side-car labels, or written by another generator, is an error. Progress every 100 steps on
+stderr; a table on stdout; the JSON (``--json_out``) holds the flags (with the config's path),
+the derived data spec and recipe, every metric, the last step's losses and the load average at
+the start and the end.
 
-Expected (measured 2026-12-06 with this script, seed 0, 600 steps: oracle 134 s and supervised
-27 s of training on the 2-core CPU VM):
+Expected (measured with sprites.cfg as of 2026-12-06 (commit bf74135), seed 0, 600 steps: oracle
+134 s and supervised 27 s of training on the 2-core CPU VM):
 
 - oracle: fg IoU 0.860, part IoU 0.860 / 0.866 / 0.832 / 0.796 (mean 0.838), target L1 0.0031
   on the test pairs (copy-source 0.0360), train L1 0.0034.
@@ -72,7 +83,7 @@ if ROOT not in sys.path:
 # copart_tf before TensorFlow (imported lazily below): its environment defaults (oneDNN on).
 from copart_tf.data import ground_truth, layout, video_io  # noqa: E402
 from copart_tf.data import sprites as sprites_lib  # noqa: E402
-from copart_tf.errors import CopartError  # noqa: E402
+from copart_tf.errors import ConfigError, CopartError  # noqa: E402
 from copart_tf.evaluation import metrics  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -86,27 +97,13 @@ PAIR_GAP = 8  # test pairs as the quality ladder's: source frame 0, targets 8, 1
 # The rung-A bar (benchmarks/quality_ladder.py BARS["A"]), for the table's legend.
 BAR_FG_IOU = 0.95
 BAR_PART_IOU = 0.85
-# What the trainer generates for configs/sprites.cfg (--synth_* flags, --image_size, --seed 0).
-DATA_SPEC = {"train_videos": 200, "test_videos": 20, "frames": 32, "size": 64, "seed": 0}
-# The model of configs/sprites.cfg (CoPartModel kwargs; num_parts and image_size come from the
-# data), with the terms that only train the poses switched off: the oracle check has no poses to
-# train and the supervised check uses only the encoder and the transform head.
-SPRITES_RECIPE = {
-  "preset": "small",
-  "compose_warps": True,
-  "perceptual_loss": "pyramid",
-  "shift_from": "heatmap",
-  "pose_prior_radius": 1.0,
-  "warp_source_pixels": True,
-  "initial_scale": 0.25,
-  "initial_spread": 0.0,
-  "source_rec": 1.0,
-  "background_warmup_steps": 200,
-  "detach_background_poses": True,
-  "redundancy": 1.0,
-  "seek": 0.0,
-  "equivariance": 0.0,
-}
+DEFAULT_CONFIG = os.path.join(ROOT, "configs", "sprites.cfg")
+# Loss terms switched off in the derived recipe: seek, claims and consistency act on the transform
+# head's heatmap logits (the parts' claims) and equivariance on the poses of a warped frame; all
+# four only train the poses. The oracle check has no poses to train (its stand-in head returns the
+# true poses and all-zero heatmap logits), and the supervised check trains the encoder and the
+# transform head on the true poses alone.
+POSE_ONLY_TERMS = ("seek", "claims", "consistency", "equivariance")
 # The pose of a sprite without pose_visible: std 0.1, centred 2.5 frame widths right of and below
 # the frame (normalised coordinates span [-1, 1]).
 ABSENT_POSE = np.array([[0.1, 0.0, 5.0], [0.0, 0.1, 5.0]], np.float32)
@@ -121,14 +118,79 @@ def log(message):
 # ------------------------------------------------------------------------------------------------
 
 
-def ensure_data(data_dir, spec=None):
-  """Generates the sprites dataset at `data_dir` if it is missing or empty (as the trainer does)."""
+def read_config(path):
+  """The `TrainConfig` of flagfile `path`, parsed with the training CLI's own absl flags.
+
+  Parses a fresh argv (this script's own flags are argparse's) and leaves the absl flags at their
+  defaults afterwards. Raises ConfigError (a CopartError) for a missing or invalid flagfile.
+  """
+  from absl import flags
+
+  from copart_tf import train as train_cli  # defines the training flags
+
+  if not os.path.isfile(path):
+    raise ConfigError(f"--config={path}: no such flagfile")
+  FLAGS = flags.FLAGS
+  FLAGS.unparse_flags()  # the defaults: no value leaks from an earlier parse
+  try:
+    FLAGS(["copart_tf.train", f"--flagfile={path}"])
+    config = train_cli.config_from_flags()
+  except flags.Error as e:
+    raise ConfigError(f"--config={path}: {e}") from None
+  finally:
+    FLAGS.unparse_flags()
+  config.validate()
+  return config
+
+
+def perceptual_of(config, path):
+  """The `perceptual_loss` of the recipe: the checks train without VGG-19, as the trainer does
+  with --vgg_weights=none (it then uses --perceptual_fallback)."""
+  if config.vgg_weights == "none" and config.perceptual_fallback == "pyramid":
+    return "pyramid"
+  raise ConfigError(
+    f"--config={path}: --vgg_weights={config.vgg_weights} --perceptual_fallback="
+    f"{config.perceptual_fallback}: these checks only reproduce --vgg_weights=none with "
+    "--perceptual_fallback=pyramid (they load no VGG-19 weights)"
+  )
+
+
+def derive_recipe(config, path):
+  """`CoPartModel` kwargs of `config` (`TrainConfig.model_kwargs`) without `POSE_ONLY_TERMS`.
+
+  ``num_parts`` and ``image_size`` are the config's; `run` replaces them with the data's.
+  """
+  recipe = config.model_kwargs(perceptual_of(config, path))
+  for term in POSE_ONLY_TERMS:
+    recipe[term] = 0.0
+  # Off: the gate cuts each part's mask to where its heatmap claims the content, and the oracle's
+  # stand-in head has no meaningful heatmap logits (all zeros), so the gate would be meaningless.
+  recipe["gate_masks_by_claims"] = False
+  return recipe
+
+
+def derive_data_spec(config):
+  """What the trainer generates for `config`: its --synth_* flags, --image_size and --seed."""
+  return {
+    "train_videos": config.synth_train_videos,
+    "test_videos": config.synth_test_videos,
+    "frames": config.synth_frames,
+    "size": config.image_size,
+    "seed": config.seed,
+  }
+
+
+def ensure_data(data_dir, spec):
+  """Generates the sprites dataset at `data_dir` if it is missing or empty (as the trainer does).
+
+  `spec`: keyword arguments of the generator, as `derive_data_spec` returns them.
+  """
   if os.path.isdir(data_dir) and os.listdir(data_dir):
     return
-  spec = dict(DATA_SPEC, **(spec or {}))
   log(
     f"{data_dir} is missing: generating the sprites dataset ({spec['train_videos']} train + "
-    f"{spec['test_videos']} test videos x {spec['frames']} frames, {spec['size']} px)"
+    f"{spec['test_videos']} test videos x {spec['frames']} frames, {spec['size']} px, seed "
+    f"{spec['seed']})"
   )
   summary = sprites_lib.synthesize_sprites_dataset(
     data_dir,
@@ -272,8 +334,8 @@ def true_pose_head(num_parts):
   return TruePoseHead(num_parts, name="true_pose_head")
 
 
-def run_oracle(train, test, args, num_parts, size):
-  """Trains the sprites.cfg model with the true poses; returns the check's results."""
+def run_oracle(train, test, args, recipe):
+  """Trains the model of `recipe` (CoPartModel kwargs) with the true poses; returns the results."""
   import keras
   import tensorflow as tf
 
@@ -281,7 +343,8 @@ def run_oracle(train, test, args, num_parts, size):
   from copart_tf.ops import affine as affine_lib
 
   keras.utils.set_random_seed(args.seed)
-  model = CoPartModel(num_parts=num_parts, image_size=size, **SPRITES_RECIPE)
+  num_parts = recipe["num_parts"]
+  model = CoPartModel(**recipe)
   # The benchmark isolates decoder + assembly + losses from pose learning: the true poses stand
   # in for the transform head. The swap happens before `build` (Keras locks a built model's
   # layers), so the real head is never built and has no variables; the filter below keeps any out
@@ -383,16 +446,16 @@ def run_oracle(train, test, args, num_parts, size):
 # ------------------------------------------------------------------------------------------------
 
 
-def run_supervised(train, test, args, num_parts, size):
-  """Trains encoder + transform head on the true poses; returns the check's results."""
+def run_supervised(train, test, args, recipe):
+  """Trains encoder + transform head of `recipe` on the true poses; returns the results."""
   import keras
   import tensorflow as tf
 
   from copart_tf.model.copart_model import CoPartModel
 
   keras.utils.set_random_seed(args.seed)
-  recipe = dict(SPRITES_RECIPE, shift_from=args.shift_from)
-  model = CoPartModel(num_parts=num_parts, image_size=size, **recipe)
+  size = recipe["image_size"]
+  model = CoPartModel(**dict(recipe, shift_from=args.shift_from))
   model.build()
   optimizer = keras.optimizers.Adam(LEARNING_RATE)
   variables = model.encoder.trainable_variables + model.transform_head.trainable_variables
@@ -497,6 +560,12 @@ def parse_args(argv):
     help="Sprites dataset with side-car labels (generated if missing; default: the repository's "
     "data/sprites).",
   )
+  parser.add_argument(
+    "--config",
+    default=DEFAULT_CONFIG,
+    help="Training flagfile whose model recipe and --synth_* data the checks use (default: the "
+    "repository's configs/sprites.cfg).",
+  )
   parser.add_argument("--steps", type=int, default=600, help="Training steps of every check.")
   parser.add_argument("--batch_size", type=int, default=8, help="Pairs (or frames) per step.")
   parser.add_argument("--seed", type=int, default=0, help="Weights and pair sampling seed.")
@@ -520,21 +589,27 @@ def parse_args(argv):
   if args.batch_size < 1:
     parser.error("--batch_size must be >= 1")
   args.data_dir = os.path.abspath(args.data_dir)
+  args.config = os.path.abspath(args.config)
   return args
 
 
 def run(args):
   started = time.time()
+  try:
+    train_config = read_config(args.config)
+    recipe = derive_recipe(train_config, args.config)
+    data_spec = derive_data_spec(train_config)
+  except CopartError as e:
+    raise SystemExit(f"error: {e}") from None
   results = {
     "benchmark": "pose_oracles",
     "config": {k: v for k, v in vars(args).items()},
-    "recipe": SPRITES_RECIPE,
-    "absent_pose": ABSENT_POSE,
+    "data_spec": data_spec,
     "load_average_at_start": list(os.getloadavg()),
     "checks": {},
   }
   try:
-    ensure_data(args.data_dir)
+    ensure_data(args.data_dir, data_spec)
     check_generator(args.data_dir)
     log(f"loading {args.data_dir}")
     train = load_split(args.data_dir, "train")
@@ -543,6 +618,14 @@ def run(args):
     raise SystemExit(f"error: {e}") from None
   size = train[0]["frames"].shape[1]
   num_parts = train[0]["poses"].shape[1]
+  # The data wins: sprite k drives part k, so K is the data's number of sprites, and the frames
+  # fix the model's input size.
+  for name, value in (("num_parts", num_parts), ("image_size", size)):
+    if recipe[name] != value:
+      log(f"{args.config}: --{name}={recipe[name]}, the data has {value}: using {value}")
+  recipe.update(num_parts=num_parts, image_size=size)
+  results["recipe"] = recipe
+  results["absent_pose"] = ABSENT_POSE
   results["data"] = {
     "train_videos": len(train),
     "test_videos": len(test),
@@ -553,7 +636,7 @@ def run(args):
   runners = {"oracle": run_oracle, "supervised": run_supervised}
   for check in args.checks:
     log(f"{check}: {args.steps} steps")
-    results["checks"][check] = runners[check](train, test, args, num_parts, size)
+    results["checks"][check] = runners[check](train, test, args, recipe)
   results["load_average_at_end"] = list(os.getloadavg())
   results["wall_seconds"] = time.time() - started
   results["table"] = format_table(results)
