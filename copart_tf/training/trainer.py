@@ -392,14 +392,15 @@ def _train(config, stop_after_steps, stops):
   dataset = dataset.with_options(options)
   dist_dataset = strategy.experimental_distribute_dataset(dataset)
 
-  step_fn = tf.function(model.train_step, jit_compile=config.jit_compile)
-
   def replica_step(batch, stop_vote):
-    return step_fn(batch), tf.identity(stop_vote)
+    return model.train_step(batch), tf.identity(stop_vote)
+
+  # One tf.function per replica (a nested one around train_step breaks the optimizer's merge_call).
+  step_fn = tf.function(replica_step, jit_compile=config.jit_compile)
 
   @tf.function
   def train_fn(batch, stop_vote):
-    logs, votes = strategy.run(replica_step, args=(batch, stop_vote))
+    logs, votes = strategy.run(step_fn, args=(batch, stop_vote))
     # Per-replica running means -> one value each (all workers take part in the reduction); the
     # stop votes are summed, so a signal to any worker stops all of them after the same step.
     logs = {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
