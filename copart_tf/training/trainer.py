@@ -289,7 +289,7 @@ def _chief_checkpoint(config, saved_path, restored):
 def train(config, stop_after_steps=None):
   """Trains (or resumes) according to `config`; returns a summary dict.
 
-  The first SIGTERM or SIGINT (in the main thread) stops the run: before the training loop with
+  The first SIGTERM or SIGINT (in the main thread) stops the run: outside the training loop with
   `shutdown.Interrupted`; in the loop after the current step, on every worker at the same step,
   with a checkpoint of that step, and the summary's `interrupted` names the signal.
 
@@ -306,7 +306,7 @@ def train(config, stop_after_steps=None):
 
   Raises:
     ConfigError, DataError, ModelError (incl. TrainingDivergedError) with one-line messages;
-    `shutdown.Interrupted` for a signal before the training loop.
+    `shutdown.Interrupted` for a signal outside the training loop (start-up, export, evaluation).
   """
   config.validate()
   with shutdown.StopSignals() as stops:
