@@ -32,6 +32,11 @@ STRATEGY = flags.DEFINE_string("strategy", _D.strategy, "default | mirrored | mu
 NUM_CPU_DEVICES = flags.DEFINE_integer(
   "num_cpu_devices", _D.num_cpu_devices, "Logical CPU devices for --strategy=mirrored without GPUs."
 )
+CLUSTER_TIMEOUT = flags.DEFINE_float(
+  "cluster_timeout",
+  _D.cluster_timeout,
+  "--strategy=multi_worker: seconds to wait for every worker in TF_CONFIG to come up.",
+)
 LEARNING_RATE = flags.DEFINE_float("learning_rate", _D.learning_rate, "Adam learning rate (peak).")
 LR_WARMUP = flags.DEFINE_integer("lr_warmup_steps", _D.lr_warmup_steps, "Linear warm-up steps.")
 LR_DECAY_START = flags.DEFINE_float(
@@ -193,18 +198,40 @@ def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]} (flags look like --name=value)", file=sys.stderr)
     return 2
-  from copart_tf.training import trainer  # imports TensorFlow
+  if NUM_CPU_DEVICES.present and STRATEGY.value != "mirrored":
+    logging.warning(
+      "--num_cpu_devices=%d is ignored: it only applies to --strategy=mirrored (this run: "
+      "--strategy=%s)",
+      NUM_CPU_DEVICES.value,
+      STRATEGY.value,
+    )
+  from copart_tf.training import shutdown
 
   try:
+    from copart_tf.training import trainer  # imports TensorFlow
+
     config = config_from_flags()
     summary = trainer.train(config, stop_after_steps=STOP_AFTER.value or None)
   except CopartError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
+  except shutdown.Interrupted as stop:
+    print(f"interrupted: {stop.name} outside the training loop; nothing to save", file=sys.stderr)
+    return shutdown.exit_code(stop.signum)
+  except KeyboardInterrupt:  # Ctrl-C while TensorFlow is being imported
+    print("interrupted: SIGINT while starting; nothing to save", file=sys.stderr)
+    return shutdown.exit_code(shutdown.signal.SIGINT)
   table = summary.pop("evaluation_table", None)
   logging.info("done: %s", json.dumps(summary, indent=2, default=str))
   print(f"\nmodel dir:   {config.model_dir}  (tensorboard --logdir {config.model_dir})")
   print(f"checkpoint:  {summary.get('checkpoint')}")
+  if summary.get("interrupted"):
+    print(
+      f"interrupted: {summary['interrupted']} at step {summary['step']}; run the same command "
+      "again to resume from the checkpoint above",
+      file=sys.stderr,
+    )
+    return shutdown.exit_code(summary["exit_signal"])
   if summary.get("export"):
     print(f"SavedModel:  {summary['export']}")
   if table:

@@ -7,9 +7,14 @@ Exits with the training CLI's exit code. On success OUT.npz holds
 - `mem_<i>`: this process's in-memory `model.weights` after training,
 - on the chief only: `checkpoint`, the latest checkpoint in `--model_dir`, and `ckpt_<i>`, the
   weights read back from it into a freshly built model.
+
+With COPART_TEST_CHIEF_SAVE_DELAY=<seconds> in the environment, every save into `--model_dir`
+(the chief's) starts that much later: the other worker must still report the chief's final
+checkpoint, not the one before it.
 """
 
 import os
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -54,6 +59,18 @@ def _dump(out_path):
   os.replace(out_path + ".tmp.npz", out_path)
 
 
+def _delay_chief_saves(seconds):
+  original = tf.train.CheckpointManager.save
+
+  def save(self, *args, **kwargs):
+    chief_dir = trainer.checkpoint_dir(flags.FLAGS.model_dir)
+    if os.path.abspath(self.directory) == os.path.abspath(chief_dir):
+      time.sleep(seconds)
+    return original(self, *args, **kwargs)
+
+  tf.train.CheckpointManager.save = save
+
+
 def main(argv):
   if len(argv) != 2:
     raise app.UsageError("usage: train_worker.py OUT.npz --flag=value ...")
@@ -66,4 +83,6 @@ def main(argv):
 if __name__ == "__main__":
   _capture(strategy_lib, "make_strategy")
   _capture(trainer, "restore_or_initialize")
+  if os.environ.get("COPART_TEST_CHIEF_SAVE_DELAY"):
+    _delay_chief_saves(float(os.environ["COPART_TEST_CHIEF_SAVE_DELAY"]))
   app.run(main)

@@ -22,6 +22,7 @@ class TrainConfig:
   preset: str = "small"
   strategy: str = "default"
   num_cpu_devices: int = 1
+  cluster_timeout: float = 300.0
   learning_rate: float = 5e-5
   lr_warmup_steps: int = 0
   lr_decay_start: float = 1.0
@@ -78,6 +79,13 @@ class TrainConfig:
       raise ConfigError(f"--train_steps={self.train_steps}: must be >= 1")
     if self.batch_size < 1:
       raise ConfigError(f"--batch_size={self.batch_size}: must be >= 1")
+    if self.strategy == "mirrored" and self.num_cpu_devices < 1:
+      raise ConfigError(
+        f"--num_cpu_devices={self.num_cpu_devices}: --strategy=mirrored needs at least 1 "
+        "(the number of logical CPU devices to mirror over when there is no GPU)"
+      )
+    if not self.cluster_timeout > 0:
+      raise ConfigError(f"--cluster_timeout={self.cluster_timeout}: must be > 0 seconds")
     if self.learning_rate <= 0:
       raise ConfigError(f"--learning_rate={self.learning_rate}: must be > 0")
     if self.perceptual_fallback not in ("pyramid", "none"):

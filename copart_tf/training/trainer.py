@@ -29,8 +29,8 @@ from copart_tf.model.copart_model import CoPartModel
 from copart_tf.ops import affine as affine_lib
 from copart_tf.training import config as config_lib
 from copart_tf.training import progress as progress_lib
+from copart_tf.training import shutdown, visualize
 from copart_tf.training import strategy as strategy_lib
-from copart_tf.training import visualize
 from copart_tf.training.fused_adam import FusedAdam
 
 CONFIG_FILE = "config.json"
@@ -266,19 +266,61 @@ def _write_images(writer, model, vis_batch, step, num_parts):
     tf.summary.histogram("poses/center_y", outputs["target_affines"][..., 1, 2])
 
 
+def _chief_checkpoint(config, saved_path, restored):
+  """On a non-chief worker: the chief's checkpoint of the last step saved, or None.
+
+  Every worker saves at the same steps (the non-chief into a throw-away dir), so the chief's
+  checkpoint of that step has the same name. It is reported only when it is visible here (the
+  chief has written it and --model_dir is on storage shared with the chief).
+  """
+  expected = os.path.basename(saved_path) if saved_path else None
+  latest = tf.train.latest_checkpoint(checkpoint_dir(config.model_dir))
+  if expected is None:
+    return restored
+  if latest and os.path.basename(latest) == expected:
+    return latest
+  logging.info(
+    "the chief's %s is not visible in %s (not shared with the chief?)",
+    expected,
+    checkpoint_dir(config.model_dir),
+  )
+  return None
+
+
 def train(config, stop_after_steps=None):
   """Trains (or resumes) according to `config`; returns a summary dict.
+
+  The first SIGTERM or SIGINT (in the main thread) stops the run: outside the training loop with
+  `shutdown.Interrupted`; in the loop after the current step, on every worker at the same step,
+  with a checkpoint of that step, and the summary's `interrupted` names the signal.
 
   Args:
     config: a `TrainConfig`.
     stop_after_steps: stop early after this many steps of this invocation (tests and benchmarks);
       the run can be resumed later.
 
+  Returns:
+    A dict: `step`, `steps_run`, `wall_seconds`, `images_per_second`, `final_losses`,
+    `checkpoint` (the chief's latest, on every worker; None if there is none or a non-chief
+    cannot see it), `perceptual`, with `interrupted` and `exit_signal` after a signal, and the
+    export and evaluation results at the end of a run.
+
   Raises:
-    ConfigError, DataError, ModelError (incl. TrainingDivergedError) with one-line messages.
+    ConfigError, DataError, ModelError (incl. TrainingDivergedError) with one-line messages;
+    `shutdown.Interrupted` for a signal outside the training loop (start-up, export, evaluation).
   """
   config.validate()
-  strategy = strategy_lib.make_strategy(config.strategy, config.num_cpu_devices)
+  with shutdown.StopSignals() as stops:
+    return _train(config, stop_after_steps, stops)
+
+
+def _train(config, stop_after_steps, stops):
+  strategy = strategy_lib.make_strategy(
+    config.strategy, config.num_cpu_devices, config.cluster_timeout
+  )
+  # TensorFlow's multi-worker runtime replaces the SIGTERM handler with one that only logs.
+  stops.reinstall()
+  multi_worker = config.strategy == "multi_worker"
   replicas = strategy.num_replicas_in_sync
   if config.batch_size % replicas:
     raise ConfigError(
@@ -395,13 +437,23 @@ def _train(config, strategy, chief, stop_after_steps):
   dataset = dataset.with_options(options)
   dist_dataset = strategy.experimental_distribute_dataset(dataset)
 
-  step_fn = tf.function(model.train_step, jit_compile=config.jit_compile)
+  def replica_step(batch, stop_vote):
+    return model.train_step(batch), tf.identity(stop_vote)
+
+  # One tf.function per replica (a nested one around train_step breaks the optimizer's merge_call).
+  step_fn = tf.function(replica_step, jit_compile=config.jit_compile)
 
   @tf.function
-  def train_fn(batch):
-    logs = strategy.run(step_fn, args=(batch,))
-    # Per-replica running means -> one value each (all workers take part in the reduction).
-    return {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+  def train_fn(batch, stop_vote):
+    logs, votes = strategy.run(step_fn, args=(batch, stop_vote))
+    # Per-replica running means -> one value each (all workers take part in the reduction); the
+    # stop votes are summed, so a signal to any worker stops all of them after the same step.
+    logs = {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
+    return logs, strategy.reduce("SUM", votes, axis=None)
+
+  @tf.function
+  def barrier():
+    return strategy.reduce("SUM", strategy.run(lambda: tf.identity(tf.ones([]))), axis=None)
 
   writer = (
     tf.summary.create_file_writer(config.model_dir) if chief else tf.summary.create_noop_writer()
@@ -422,12 +474,14 @@ def _train(config, strategy, chief, stop_after_steps):
   run_start = time.time()
   first_step = step
   logs = {}
+  saved_path = None
+  stop_voted = False
   for tracker in model.metrics:
     tracker.reset_state()
-  with pipeline.translate_data_errors():
+  with pipeline.translate_data_errors(), stops.training_loop():
     while step < end_step:
       batch = next(iterator)
-      logs = train_fn(batch)
+      logs, votes = train_fn(batch, tf.constant(1.0 if stops.requested else 0.0))
       step += 1
       interval_steps += 1
       total = float(logs["total"])
@@ -454,6 +508,8 @@ def _train(config, strategy, chief, stop_after_steps):
           tracker.reset_state()
       if chief and (step % config.image_every == 0 or step == end_step):
         _write_images(writer, model, vis_batch, step, config.num_parts)
+      if float(votes) > 0:  # a signal reached this or another worker before this step
+        stop_voted, end_step = True, step
       if step % config.checkpoint_every == 0 or step == end_step:
         # The loss above was computed before this step's update: check what would be saved.
         if not _all_finite(model.trainable_variables):
@@ -462,10 +518,14 @@ def _train(config, strategy, chief, stop_after_steps):
             f"saving. The last good checkpoint is {latest_checkpoint() or '(none yet)'}; try a "
             f"lower --learning_rate (now {config.learning_rate})"
           )
-        path = manager.save(checkpoint_number=step)
-        logging.info("checkpoint %s", path)
+        saved_path = manager.save(checkpoint_number=step)
+        logging.info("checkpoint %s", saved_path)
   progress.close()
   writer.flush()
+  if multi_worker:
+    barrier()  # every worker is past its last save, so the chief's checkpoint is on disk
+  # A signal during the last step counts too: no export / evaluation after it.
+  interrupted = stop_voted or stops.requested
   wall = time.time() - run_start
   steps_run = step - first_step
   summary = {
@@ -474,10 +534,15 @@ def _train(config, strategy, chief, stop_after_steps):
     "wall_seconds": wall,
     "images_per_second": steps_run * config.batch_size / wall if steps_run else 0.0,
     "final_losses": _scalar_logs(logs) if logs else {},
-    "checkpoint": latest_checkpoint(),
+    "checkpoint": latest_checkpoint() if chief else _chief_checkpoint(config, saved_path, restored),
     "perceptual": perceptual,
   }
-  if step >= config.train_steps and chief:
+  if interrupted:
+    own = stops.signum
+    summary["interrupted"] = shutdown.signal_name(own) if own else "a signal to another worker"
+    summary["exit_signal"] = own or shutdown.signal.SIGTERM
+    logging.warning("stopped at step %d (%s)", step, summary["interrupted"])
+  elif step >= config.train_steps and chief:
     summary.update(_finish(config, model))
   return summary
 
