@@ -103,7 +103,7 @@ DEFAULT_CONFIG = os.path.join(ROOT, "configs", "sprites.cfg")
 # four only train the poses. The oracle check has no poses to train (its stand-in head returns the
 # true poses and all-zero heatmap logits), and the supervised check trains the encoder and the
 # transform head on the true poses alone.
-POSE_ONLY_TERMS = ("seek", "claims", "consistency", "equivariance")
+POSE_ONLY_TERMS = ("seek", "consistency", "equivariance")
 # The pose of a sprite without pose_visible: std 0.1, centred 2.5 frame widths right of and below
 # the frame (normalised coordinates span [-1, 1]).
 ABSENT_POSE = np.array([[0.1, 0.0, 5.0], [0.0, 0.1, 5.0]], np.float32)

@@ -280,38 +280,6 @@ class SeekTermTest(tf.test.TestCase):
       CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, seek=1.0)
 
 
-class ClaimsTermTest(tf.test.TestCase):
-  def test_claims_term_is_wired_to_the_target_and_warped_heatmaps(self):
-    model = _ladder_model(claims=1.0, shift_from="heatmap", initial_scale=0.25)
-    images = np.full((2, SIZE, SIZE, 3), 0.3, np.float32)
-    images[:, 8:16, 8:14] = [1.0, 0.0, 0.0]
-    images[:, 20:26, 18:28] = [0.0, 0.0, 1.0]
-    angle = np.array([0.3, 2.0], np.float32)
-    warp = affine_lib.from_pose(
-      np.stack([np.cos(angle), np.sin(angle)], -1),
-      np.full((2, 2), 0.9, np.float32),
-      np.array([[0.0, 0.1], [-0.1, 0.0]], np.float32),
-    )
-    with tf.GradientTape() as tape:
-      out = model.forward_pair(images, images, warp)
-      losses = model.compute_losses(images, images, warp, out)
-    expected = discovery_lib.claims_loss(
-      out["target_heatmap_logits"],
-      out["warped_heatmap_logits"],
-      warp_lib.warp_affine(images, warp, padding="border"),
-      out["target_part_images"][..., 0, :],
-      warp,
-    )
-    self.assertAllClose(losses["claims"], expected)
-    self.assertLess(float(losses["claims"]), 0.0)
-    grad = tape.gradient(losses["claims"], model.transform_head.heatmap.kernel)
-    self.assertGreater(float(tf.reduce_max(tf.abs(grad))), 0.0)
-
-  def test_claims_needs_heatmap_shifts(self):
-    with self.assertRaisesRegex(ValueError, "claims"):
-      CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, claims=1.0)
-
-
 class ConsistencyTermTest(tf.test.TestCase):
   def test_consistency_term_is_wired_to_the_source_and_target_heatmaps(self):
     model = _ladder_model(consistency=1.0, shift_from="heatmap", initial_scale=0.25)

@@ -325,65 +325,6 @@ class SeekLossTest(tf.test.TestCase):
     self.assertAllClose(tape.gradient(loss, logits), np.zeros((1, 4, 2)))
 
 
-class ClaimsLossTest(tf.test.TestCase):
-  """An 8 x 8 frame, claims on its 4 x 4 grid: object A (red) in the top-left quarter, object B
-  (blue) in the bottom-right one, two parts. Sample 0 is warped by the identity, sample 1 by a
-  half turn (so A and B swap places in the warped frame)."""
-
-  def _case(self):
-    frame = np.full((8, 8, 3), 0.2, np.float32)
-    frame[:4, :4] = [0.9, 0.2, 0.2]
-    frame[4:, 4:] = [0.2, 0.2, 0.9]
-    warp = np.array([[[1, 0, 0], [0, 1, 0]], [[-1, 0, 0], [0, -1, 0]]], np.float32)
-    target = np.stack([frame, frame])
-    warped = np.stack([frame, frame[::-1, ::-1]])  # I_w(u) = I_t(W u)
-    background = np.full_like(target, 0.2)
-    return target, warped, background, warp
-
-  @staticmethod
-  def _logits(a_part):
-    """Decisive logits `[4, 4, 2]`: `a_part` claims the top-left quarter, the other part the rest."""
-    logits = np.zeros((4, 4, 2), np.float32)
-    top_left = np.zeros((4, 4), bool)
-    top_left[:2, :2] = True
-    logits[..., a_part] = np.where(top_left, 12.0, -12.0)
-    return logits
-
-  def test_claims_that_follow_the_content_score_log_k_and_claims_by_position_zero(self):
-    target, warped, background, warp = self._case()
-    # By content: part 0 claims red wherever it is (top-left of I_t; top-left of I_w in sample 0,
-    # bottom-right in sample 1).
-    content_target = np.stack([self._logits(0)] * 2)
-    content_warped = np.stack([self._logits(0), self._logits(1)])
-    loss = discovery_lib.claims_loss(content_target, content_warped, warped, background, warp)
-    self.assertAllClose(loss, -np.log(2.0), atol=1e-3)
-    # By position: part 0 claims the top-left quarter of every frame, whatever is there. Under the
-    # half turn the pairing flips, so over the batch the claims carry no information.
-    by_position = np.stack([self._logits(0)] * 2)
-    loss = discovery_lib.claims_loss(by_position, by_position, warped, background, warp)
-    self.assertAllClose(loss, 0.0, atol=1e-3)
-
-  def test_bounds_and_gradient(self):
-    target, warped, background, warp = self._case()
-    rng = np.random.default_rng(0)
-    target_logits = tf.Variable(rng.normal(size=(2, 4, 4, 3)).astype(np.float32))
-    warped_logits = tf.Variable(rng.normal(size=(2, 4, 4, 3)).astype(np.float32))
-    with tf.GradientTape() as tape:
-      loss = discovery_lib.claims_loss(target_logits, warped_logits, warped, background, warp)
-    self.assertBetween(float(loss), -np.log(3.0), 0.0)
-    grads = tape.gradient(loss, [target_logits, warped_logits])
-    self.assertGreater(float(tf.reduce_max(tf.abs(grads[0]))), 0.0)
-    self.assertGreater(float(tf.reduce_max(tf.abs(grads[1]))), 0.0)
-
-  def test_no_content_no_pull(self):
-    _, _, background, warp = self._case()
-    logits = tf.Variable(np.random.default_rng(1).normal(size=(2, 4, 4, 2)).astype(np.float32))
-    with tf.GradientTape() as tape:
-      loss = discovery_lib.claims_loss(logits, logits, background, background, warp)
-    self.assertAllClose(loss, 0.0, atol=1e-5)
-    self.assertAllClose(tape.gradient(loss, logits), np.zeros((2, 4, 4, 2)))
-
-
 class ConsistencyLossTest(tf.test.TestCase):
   """Two 8 x 8 frames (two videos), claims on their 4 x 4 grid: a red and a blue object, at the
   top-left and bottom-right quarters in frame 0 and swapped in frame 1."""

@@ -67,8 +67,9 @@ class DeriveTest(unittest.TestCase):
 
   def test_pose_only_terms_and_the_claims_gate_are_off(self):
     self.assertGreater(float(self.cfg["loss_seek"]), 0)  # on in the config, off in the recipe
-    self.assertGreater(float(self.cfg["loss_claims"]), 0)
-    for term in ("seek", "claims", "consistency", "equivariance"):
+    self.assertGreater(float(self.cfg["loss_consistency"]), 0)
+    self.assertIn("gate_masks_by_claims", self.cfg)
+    for term in ("seek", "consistency", "equivariance"):
       self.assertEqual(self.recipe[term], 0.0, term)
     self.assertIs(self.recipe["gate_masks_by_claims"], False)
 
@@ -134,7 +135,7 @@ class SmokeTest(unittest.TestCase):
       self.assertEqual(results["data"]["train_videos"], 3)
       self.assertEqual(results["data"]["test_videos"], 2)
       self.assertEqual(results["recipe"]["preset"], "tiny")
-      self.assertEqual(results["recipe"]["claims"], 0.0)
+      self.assertEqual(results["recipe"]["consistency"], 0.0)
       self.assertEqual(results["recipe"]["num_parts"], results["data"]["num_sprites"])
       oracle = results["checks"]["oracle"]
       self.assertEqual(oracle["steps"], 2)

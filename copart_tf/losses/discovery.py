@@ -2,8 +2,6 @@
 
 import tensorflow as tf
 
-from copart_tf.ops import warp as warp_lib
-
 
 def _content(image, background_image, grid_size):
   """Mean |image - background| over channels, average-pooled to a `grid_size` grid `[B, h, w, 1]`."""
@@ -49,50 +47,6 @@ def seek_loss(heatmap_logits, image, background_image):
   claims = tf.stop_gradient(tf.nn.softmax(flat, axis=2))  # [B, n, K]
   log_pdf = tf.nn.log_softmax(flat, axis=1)
   return -tf.reduce_mean(tf.reduce_sum(share * claims * log_pdf, axis=[1, 2]))
-
-
-def claims_loss(target_logits, warped_logits, warped_image, background_image, warp_affines):
-  """Minus the mutual information of the parts' claims on a frame and on its warped copy (IIC).
-
-  A cell's claims are the softmax over parts of the heatmap logits there (what `seek_loss`
-  splits the content by). The warped target is ``I_w(u) = I_t(W u)``, so the claim on ``I_w``
-  at u should be the claim on ``I_t`` at ``W u``: the target's claims are moved by W (the same
-  warp as the image) and paired cell by cell with the warped image's claims. ``P[i, j]`` =
-  content-weighted frequency of (part i claims the cell of I_w, part j claims the same point of
-  I_t) over the batch, symmetrised; the loss is ``-sum P log(P / (P_i P_j))`` (Ji et al., 2019,
-  "Invariant Information Clustering"). It is lowest when each cell is claimed decisively, every
-  part claims a similar share, and the claims move with the content.
-
-  Why: `seek_loss`'s claims decide which part goes to which object, but nothing in the
-  objective ties a part to the same kind of object in every video. On rung A, one part claimed
-  most sprite pixels of every id, or the claims split each sprite by its position in the frame
-  (docs/EXPERIMENTS.md sections 8-9); the warp W (rotations up to 360 degrees, scales, shifts)
-  moves content to other places of the frame, so position-based claims disagree under it, and
-  only claims made from what is at a cell (the object's colour and shape) satisfy the pairing.
-
-  Args:
-    target_logits: `[B, h, w, K]` heatmap logits of the target frame.
-    warped_logits: `[B, h, w, K]` heatmap logits of the warped target.
-    warped_image: `[B, H, W, 3]` the warped target (H a multiple of h).
-    background_image: `[B, H, W, 3]` the background layer (only content cells are paired).
-    warp_affines: `[B, 2, 3]` W (output -> input points, normalised coordinates).
-
-  Returns:
-    Scalar in [-log K, 0].
-  """
-  target_claims = tf.nn.softmax(target_logits, axis=-1)
-  warped_claims = tf.nn.softmax(warped_logits, axis=-1)
-  moved = warp_lib.warp_affine(target_claims, warp_affines)  # claims of I_t at W u, 0 outside
-  inside = tf.cast(tf.reduce_sum(moved, axis=-1, keepdims=True) > 0.99, moved.dtype)
-  weight = tf.stop_gradient(
-    _content(warped_image, background_image, target_logits.shape[1]) * inside
-  )
-  joint = tf.einsum("bhwi,bhwj->ij", weight * warped_claims, moved)
-  joint /= tf.reduce_sum(joint) + 1e-8
-  joint = tf.maximum(0.5 * (joint + tf.transpose(joint)), 1e-8)
-  marginal = tf.reduce_sum(joint, axis=1)
-  log_independent = tf.math.log(marginal)[:, None] + tf.math.log(marginal)[None, :]
-  return -tf.reduce_sum(joint * (tf.math.log(joint) - log_independent))
 
 
 def consistency_loss(heatmap_logits, image, background_image):

@@ -37,8 +37,6 @@ DEFAULT_LOSS_WEIGHTS = {
   "redundancy": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.seek_loss`.
   "seek": 0.0,
-  # Not in the reference, needs shift_from="heatmap": `discovery_lib.claims_loss`.
-  "claims": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.consistency_loss`.
   "consistency": 0.0,
 }
@@ -58,7 +56,6 @@ LOSS_TERMS = (
   "canonical_concentration",
   "redundancy",
   "seek",
-  "claims",
   "consistency",
 )
 
@@ -202,7 +199,7 @@ class CoPartModel(keras.Model):
       the masks follow the poses, and a part whose object is absent from a video still has a pose
       (its heatmap must peak somewhere), so it sat on another part's object and split it (rung A:
       parts holding pieces of sprites of every id; docs/EXPERIMENTS.md section 10). With the gate
-      the claims, which the seek/claims/consistency terms make decisive and tied to an object,
+      the claims, which the seek and consistency terms make decisive and tied to an object,
       decide which part is seen, and the reconstruction trains the claims too. False = the paper.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
@@ -246,7 +243,7 @@ class CoPartModel(keras.Model):
       raise ValueError(f"perceptual_loss must be none|pyramid|vgg, got {perceptual_loss!r}")
     if background_on not in ("retarget", "both"):
       raise ValueError(f"background_on must be retarget|both, got {background_on!r}")
-    for term in ("seek", "claims", "consistency"):
+    for term in ("seek", "consistency"):
       if weights[term] and shift_from != "heatmap":
         raise ValueError(f'the {term} loss (weight "{term}") needs shift_from="heatmap"')
     if gate_masks_by_claims and shift_from != "heatmap":
@@ -659,8 +656,6 @@ class CoPartModel(keras.Model):
     if "heatmap_logits" in poses:
       outputs["source_heatmap_logits"] = poses["heatmap_logits"][:batch]
       outputs["target_heatmap_logits"] = poses["heatmap_logits"][batch : 2 * batch]
-      outputs["warped_heatmap_logits"] = poses["heatmap_logits"][2 * batch :]
-      outputs["warped_image"] = warped_image
     return outputs
 
   def _perceptual_fn(self):
@@ -735,15 +730,6 @@ class CoPartModel(keras.Model):
       ) + discovery_lib.seek_loss(
         outputs["target_heatmap_logits"], target, outputs["target_part_images"][..., 0, :]
       )
-    claims = zero
-    if w["claims"]:
-      claims = discovery_lib.claims_loss(
-        outputs["target_heatmap_logits"],
-        outputs["warped_heatmap_logits"],
-        outputs["warped_image"],
-        outputs["target_part_images"][..., 0, :],
-        warp_affines,
-      )
     consistency = zero
     if w["consistency"]:
       consistency = discovery_lib.consistency_loss(
@@ -755,7 +741,6 @@ class CoPartModel(keras.Model):
       background
       + w["redundancy"] * redundancy
       + w["seek"] * seek
-      + w["claims"] * claims
       + w["consistency"] * consistency
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
@@ -782,7 +767,6 @@ class CoPartModel(keras.Model):
       "canonical_concentration": canonical,
       "redundancy": redundancy,
       "seek": seek,
-      "claims": claims,
       "consistency": consistency,
     }
 

@@ -94,7 +94,7 @@ class TrainConfig:
       raise ConfigError(f"--background_on={self.background_on!r}: retarget or both")
     if self.shift_from not in ("regression", "heatmap"):
       raise ConfigError(f"--shift_from={self.shift_from!r}: regression or heatmap")
-    for term in ("seek", "claims", "consistency"):
+    for term in ("seek", "consistency"):
       if self.loss_weights.get(term) and self.shift_from != "heatmap":
         raise ConfigError(f"--loss_{term}={self.loss_weights[term]}: needs --shift_from=heatmap")
     if self.gate_masks_by_claims and self.shift_from != "heatmap":

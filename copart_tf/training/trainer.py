@@ -315,12 +315,12 @@ def train(config, stop_after_steps=None):
 
 
 def _train(config, stop_after_steps, stops):
+  """`train` under its signal handlers: the strategy, the model dir check, then `_run`."""
   strategy = strategy_lib.make_strategy(
     config.strategy, config.num_cpu_devices, config.cluster_timeout
   )
   # TensorFlow's multi-worker runtime replaces the SIGTERM handler with one that only logs.
   stops.reinstall()
-  multi_worker = config.strategy == "multi_worker"
   replicas = strategy.num_replicas_in_sync
   if config.batch_size % replicas:
     raise ConfigError(
@@ -335,7 +335,7 @@ def _train(config, stop_after_steps, stops):
     before = set()
   _check_model_dir_writable(config.model_dir)
   try:
-    return _train(config, strategy, chief, stop_after_steps)
+    return _run(config, strategy, chief, stop_after_steps, stops)
   except BaseException:
     if chief and not tf.train.latest_checkpoint(checkpoint_dir(config.model_dir)):
       _remove_half_made(config.model_dir, existed, before)
@@ -369,8 +369,9 @@ def _remove_half_made(model_dir, existed, before):
     )
 
 
-def _train(config, strategy, chief, stop_after_steps):
+def _run(config, strategy, chief, stop_after_steps, stops):
   """`train` after the model dir check (its failures before a checkpoint are cleaned up)."""
+  multi_worker = config.strategy == "multi_worker"
   replicas = strategy.num_replicas_in_sync
   if chief:
     ensure_data(config)
