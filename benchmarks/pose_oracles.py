@@ -61,7 +61,13 @@ Expected (measured with sprites.cfg as of 2026-12-06 (commit bf74135), seed 0, 6
 - oracle: fg IoU 0.860, part IoU 0.860 / 0.866 / 0.832 / 0.796 (mean 0.838), target L1 0.0031
   on the test pairs (copy-source 0.0360), train L1 0.0034.
   With correct poses, decoder + assembly + losses nearly reach rung A's bar (fg IoU 0.95, part
-  IoU 0.85): rung A's failure is pose learning.
+  IoU 0.85). What is left is the objects' edge: the masks are too large, never too small (841
+  false-positive pixels against 39 false negatives on 16 test frames, 811 of them in the
+  one-pixel ring around the true shapes: the part's layer, the source's own pixels moved,
+  reproduces anti-aliased edge pixels that the labels count as background).
+  With sprites.cfg's background/foreground weights of 2 (its recipe from the seventh session
+  on; docs/EXPERIMENTS.md section 10), measured the same way: fg IoU 0.891, part IoU 0.892 /
+  0.881 / 0.847 / 0.823 (mean 0.861), target L1 0.0056.
 - supervised (heatmap): centre error 0.77 px (21.85 px for predicting the mean centre);
   linear-part L1 0.085 vs 0.065 for predicting the mean. The heatmap localises the sprites by
   identity easily, but the rotation/scale regression does not learn even when supervised.

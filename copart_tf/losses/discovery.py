@@ -49,7 +49,7 @@ def seek_loss(heatmap_logits, image, background_image):
   return -tf.reduce_mean(tf.reduce_sum(share * claims * log_pdf, axis=[1, 2]))
 
 
-def consistency_loss(heatmap_logits, image, background_image, dead_fraction=0.1):
+def consistency_loss(heatmap_logits, image, background_image):
   """Soft k-means of the content's colours over the whole batch, with the parts' claims as clusters.
 
   ``sum_u share(u) sum_k claim_k(u) ||c(u) - mu_k||^2``, mean over the batch, where
@@ -60,9 +60,7 @@ def consistency_loss(heatmap_logits, image, background_image, dead_fraction=0.1)
   - ``claim_k(u)`` is the softmax over parts of the heatmap logits at u (what `seek_loss` splits
     the content by);
   - ``mu_k`` is the claim- and share-weighted mean of c over every cell of every image of the
-    batch (a constant): part k's colour across the batch's videos; a part whose claimed share
-    of the batch's content is below ``dead_fraction / K`` gets the colour of the cell that costs
-    most instead (re-seeding a dead cluster).
+    batch (a constant): part k's colour across the batch's videos.
 
   Why: the parts' claims decide which part goes to which object, and nothing else in the
   objective asks a part to take the same kind of object in every video (the objective is
@@ -78,8 +76,6 @@ def consistency_loss(heatmap_logits, image, background_image, dead_fraction=0.1)
   Args:
     heatmap_logits: `[B, h, w, K]` heatmap logits; the softmax over K at a cell = the claims.
     image, background_image: `[B, H, W, 3]`, H a multiple of h.
-    dead_fraction: a part claiming less than this fraction of a fair share (1/K) of the content
-      is re-seeded.
 
   Returns:
     Scalar >= 0 (0 when every part's claimed content has one colour across the batch).
@@ -95,15 +91,8 @@ def consistency_loss(heatmap_logits, image, background_image, dead_fraction=0.1)
   share /= tf.reduce_sum(share, axis=1, keepdims=True) + 1e-6  # [B, n, 1], sums to 1 per image
   colour = tf.stop_gradient(tf.reshape(colour, [shape[0], -1, 1, 3]))  # [B, n, 1, 3]
   weight = tf.stop_gradient(share * claims)[..., None]  # [B, n, K, 1]
-  mass = tf.reduce_sum(weight, axis=[0, 1])  # [K, 1]
-  centres = tf.reduce_sum(weight * colour, axis=[0, 1]) / (mass + 1e-6)  # [K, 3]
+  centres = tf.reduce_sum(weight * colour, axis=[0, 1]) / (
+    tf.reduce_sum(weight, axis=[0, 1]) + 1e-6
+  )  # [K, 3]
   distance = tf.reduce_sum(tf.square(colour - centres), axis=-1)  # [B, n, K]
-  # A part that claims (almost) nothing has no colour and would stay dead: k-means' usual fix,
-  # its centre is re-seeded at the colour of the cell that costs most now (on rung A the rare
-  # violet sprite shared the cyan sprite's part while a fourth part claimed nothing).
-  cost = tf.stop_gradient(share[..., 0] * tf.reduce_sum(claims * distance, axis=-1))  # [B, n]
-  worst = tf.gather(tf.reshape(colour, [-1, 3]), tf.argmax(tf.reshape(cost, [-1])))  # [3]
-  dead = mass / (tf.reduce_sum(mass) + 1e-6) < dead_fraction / tf.cast(shape[3], mass.dtype)
-  centres = tf.where(dead, worst[None, :], centres)
-  distance = tf.reduce_sum(tf.square(colour - centres), axis=-1)
   return tf.reduce_mean(tf.reduce_sum(share * claims * distance, axis=[1, 2]))
