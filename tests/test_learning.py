@@ -15,7 +15,9 @@ to sprite ids for the whole test split). Two cases, about 1.2 min each on a 2-co
   `--initial_scale` and the prior's stop-gradient).
 - multi: 1-4 shapes per video (sprite i the same kind and hue in every video), K = 4. Measured
   2026-12-06: fg IoU 0.732, purity 0.808, part IoU with one mapping for all videos (identity
-  across videos) 0.540; with background / foreground 0.5: 0.744 / 0.930 / 0.697; section 9's
+  across videos) 0.540; the same without `--gate_masks_by_claims` and `--loss_consistency`
+  (COPART_LEARNING_FLAGS="--gate_masks_by_claims=false --loss_consistency=0"): 0.367 / 0.302 /
+  0.113, failing every bar; with background / foreground 0.5: 0.744 / 0.930 / 0.697; section 9's
   recipe (claims term instead of `--gate_masks_by_claims` and `--loss_consistency`, without the
   claims term here) 0.764 / 0.734 and identity not measured (on rung A that recipe held identity
   on one seed of five: part IoU 0.07-0.15 on the others).
