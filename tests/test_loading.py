@@ -21,6 +21,23 @@ class ModelFromRunConfigTest(tf.test.TestCase):
     self.assertTrue(model.detach_background_poses)
     self.assertEqual(model(tf.zeros([1, 32, 32, 3]))["masks"].shape, [1, 32, 32, 3])
 
+  def test_claims_gate_is_read_from_the_run_config_and_round_trips(self):
+    config = {
+      "num_parts": 2,
+      "preset": "tiny",
+      "image_size": 32,
+      "shift_from": "heatmap",
+      "gate_masks_by_claims": True,
+      "loss_weights": {"claims": 1.0, "consistency": 10.0},  # "claims": deleted in session 7
+    }
+    model = loading.model_from_run_config(config)
+    self.assertTrue(model.gate_masks_by_claims)
+    self.assertEqual(model.loss_weights["consistency"], 10.0)
+    clone = type(model).from_config(model.get_config())
+    self.assertTrue(clone.gate_masks_by_claims)
+    images = tf.random.stateless_uniform([1, 32, 32, 3], seed=[1, 2])
+    self.assertEqual(model(images)["masks"].shape, [1, 32, 32, 3])
+
 
 if __name__ == "__main__":
   tf.test.main()
