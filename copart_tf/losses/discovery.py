@@ -12,6 +12,12 @@ def _content(image, background_image, grid_size):
   return content
 
 
+def _shares(content):
+  """Content `[B, h, w, 1]` -> constant shares `[B, h*w, 1]` that sum to 1 per image."""
+  share = tf.reshape(tf.stop_gradient(content), [tf.shape(content)[0], -1, 1])
+  return share / (tf.reduce_sum(share, axis=1, keepdims=True) + 1e-6)
+
+
 def seek_loss(heatmap_logits, image, background_image):
   """Fits each part's heatmap to the content it claims: a k-means step on what the background misses.
 
@@ -42,8 +48,7 @@ def seek_loss(heatmap_logits, image, background_image):
   content = _content(image, background_image, heatmap_logits.shape[1])
   shape = tf.shape(heatmap_logits)
   flat = tf.reshape(heatmap_logits, [shape[0], -1, shape[3]])  # [B, n, K]
-  share = tf.reshape(tf.stop_gradient(content), [shape[0], -1, 1])
-  share /= tf.reduce_sum(share, axis=1, keepdims=True) + 1e-6  # [B, n, 1], sums to 1 per image
+  share = _shares(content)  # [B, n, 1]
   claims = tf.stop_gradient(tf.nn.softmax(flat, axis=2))  # [B, n, K]
   log_pdf = tf.nn.log_softmax(flat, axis=1)
   return -tf.reduce_mean(tf.reduce_sum(share * claims * log_pdf, axis=[1, 2]))
@@ -81,14 +86,13 @@ def consistency_loss(heatmap_logits, image, background_image):
     Scalar >= 0 (0 when every part's claimed content has one colour across the batch).
   """
   grid = heatmap_logits.shape[1]
-  pixel_content = tf.reduce_mean(tf.abs(image - background_image), axis=-1, keepdims=True)
+  pixel_content = _content(image, background_image, image.shape[1])  # [B, H, W, 1], not pooled
   factor = image.shape[1] // grid
   content = tf.nn.avg_pool2d(pixel_content, factor, factor, "VALID")
   colour = tf.nn.avg_pool2d(pixel_content * image, factor, factor, "VALID") / (content + 1e-6)
   shape = tf.shape(heatmap_logits)
   claims = tf.reshape(tf.nn.softmax(heatmap_logits, axis=-1), [shape[0], -1, shape[3]])
-  share = tf.reshape(tf.stop_gradient(content), [shape[0], -1, 1])
-  share /= tf.reduce_sum(share, axis=1, keepdims=True) + 1e-6  # [B, n, 1], sums to 1 per image
+  share = _shares(content)  # [B, n, 1]
   colour = tf.stop_gradient(tf.reshape(colour, [shape[0], -1, 1, 3]))  # [B, n, 1, 3]
   weight = tf.stop_gradient(share * claims)[..., None]  # [B, n, K, 1]
   centres = tf.reduce_sum(weight * colour, axis=[0, 1]) / (

@@ -723,20 +723,17 @@ class CoPartModel(keras.Model):
       ) + background_lib.redundancy_loss(
         outputs["background_masks"], outputs["target_part_images"], target
       )
-    seek = zero
-    if w["seek"]:
-      seek = discovery_lib.seek_loss(
+
+    def on_both_frames(loss_fn):
+      """A discovery term on the source and the target (heatmap logits, frame, background)."""
+      return loss_fn(
         outputs["source_heatmap_logits"], source, outputs["source_part_images"][..., 0, :]
-      ) + discovery_lib.seek_loss(
+      ) + loss_fn(
         outputs["target_heatmap_logits"], target, outputs["target_part_images"][..., 0, :]
       )
-    consistency = zero
-    if w["consistency"]:
-      consistency = discovery_lib.consistency_loss(
-        outputs["source_heatmap_logits"], source, outputs["source_part_images"][..., 0, :]
-      ) + discovery_lib.consistency_loss(
-        outputs["target_heatmap_logits"], target, outputs["target_part_images"][..., 0, :]
-      )
+
+    seek = on_both_frames(discovery_lib.seek_loss) if w["seek"] else zero
+    consistency = on_both_frames(discovery_lib.consistency_loss) if w["consistency"] else zero
     auxiliary = (
       background
       + w["redundancy"] * redundancy
