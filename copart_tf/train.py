@@ -121,11 +121,29 @@ GATE_MASKS_BY_CLAIMS = flags.DEFINE_bool(
   "Needs --shift_from=heatmap: a part's mask exists only where the part claims the content (the "
   "log of its claims, moved with its latent map, is added to its depth; false = reference).",
 )
+FLAT_PART_COLOURS = flags.DEFINE_bool(
+  "flat_part_colours",
+  _D.flat_part_colours,
+  "Needs --warp_source_pixels: each part's pixels are one flat colour per image (its mean colour "
+  "under its pose) instead of the moved source, so masks end at the objects' anti-aliased edges.",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,
   "Part centres: regression (reference: dense layer on flattened features) or heatmap "
   "(soft-argmax of a per-part heatmap).",
+)
+LINEAR_FROM = flags.DEFINE_string(
+  "linear_from",
+  _D.linear_from,
+  "Part rotation and scale: regression (reference: dense layers on flattened features) or heatmap "
+  "(needs --shift_from=heatmap: a per-cell map averaged under each part's heatmap).",
+)
+SCALE_ACTIVATION = flags.DEFINE_string(
+  "scale_activation",
+  _D.scale_activation,
+  "Part scales: tanh (reference: 0.9 tanh(z) + 1, in (0.1, 1.9)) or log (a sigmoid over log "
+  "scales in (0.02, 1.9), for parts smaller than a tenth of the frame).",
 )
 BACKGROUND_ON = flags.DEFINE_string(
   "background_on", _D.background_on, "Background loss on retarget masks, or both."

@@ -349,3 +349,81 @@ class ClaimsGateTest(parameterized.TestCase, tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class FlatPartColoursTest(tf.test.TestCase):
+  def _scene(self):
+    """A red square and a blue one on plain grey, and a pose on each: `[1, S, S, 3]`, `[1, 2, 2, 3]`."""
+    images = np.full((1, SIZE, SIZE, 3), 0.5, np.float32)
+    images[0, 6:12, 6:12] = [1.0, 0.0, 0.0]  # centre (-0.44, -0.44) in normalised coordinates
+    images[0, 20:26, 20:26] = [0.0, 0.0, 1.0]  # centre (0.44, 0.44)
+    poses = np.stack([_pose(-0.44, -0.44, 0.1), _pose(0.44, 0.44, 0.1)])[None]
+    return tf.constant(images), tf.constant(poses)
+
+  def test_each_part_takes_the_colour_under_its_pose(self):
+    model = _ladder_model(flat_part_colours=True)
+    images, poses = self._scene()
+    colours = model.part_colours(images, poses).numpy()[0]
+    self.assertAllClose(colours, [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], atol=0.02)
+
+  def test_retargeted_parts_show_flat_colours_not_the_moved_source(self):
+    images, poses = self._scene()
+    target = tf.constant(np.stack([_pose(0.0, 0.0, 0.1), _pose(0.44, 0.44, 0.1)])[None])
+    for flat in (True, False):
+      model = _ladder_model(flat_part_colours=flat)
+      maps = model.encode(images)["part_maps"]
+      parts = model._retarget(images, maps, poses, target, 1)["part_images"].numpy()[0, ..., 1, :]
+      spread = parts.reshape(-1, 3).std(axis=0).max()
+      if flat:  # one colour over the whole layer (the decoder's residual starts at zero)
+        self.assertAllClose(parts[0, 0], [1.0, 0.0, 0.0], atol=0.02)
+        self.assertLess(spread, 1e-4)
+      else:  # the moved source: the red square at the frame centre, grey and blue elsewhere
+        self.assertGreater(spread, 0.1)
+
+  def test_flat_colours_need_source_pixels(self):
+    with self.assertRaisesRegex(ValueError, "flat_part_colours needs warp_source_pixels"):
+      CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, flat_part_colours=True)
+
+
+class HeatmapLinearTest(tf.test.TestCase):
+  def test_rotation_and_scale_are_read_under_each_parts_heatmap(self):
+    head = TransformHead(
+      num_parts=2, preset="tiny", shift_from="heatmap", linear_from="heatmap", initial_scale=0.25
+    )
+    features = np.zeros((1, 16, 16, 16), np.float32)
+    features[0, 4, 3, 0] = 40.0  # part 1's heatmap peaks here (channel 0) ...
+    features[0, 12, 10, 1] = 40.0  # ... part 2's here (channel 1)
+    head.build(features.shape)
+    self.assertEmpty(head.convs)  # no regression trunk: nothing of it would be trained
+    start = head(tf.constant(features))
+    self.assertAllClose(start["scale"].numpy(), np.full((1, 2, 2), 0.25), atol=1e-5)
+    self.assertAllClose(start["cos_sin"].numpy(), np.tile([1.0, 0.0], (1, 2, 1)), atol=1e-5)
+    kernel = np.zeros(head.heatmap.kernel.shape, np.float32)
+    kernel[1, 1, 0, 0] = kernel[1, 1, 1, 1] = 1.0
+    head.heatmap.kernel.assign(kernel)
+    # The linear map reads channel 2 at every cell; only part 1's cell has it: turned 90 degrees.
+    features[0, 4, 3, 2] = 1.0
+    linear_kernel = np.zeros(head.linear_map.kernel.shape, np.float32)
+    linear_kernel[1, 1, 2, 0] = -1.0  # part 1's cos: 1 -> 0
+    linear_kernel[1, 1, 2, 1] = 1.0  # part 1's sin: 0 -> 1
+    head.linear_map.kernel.assign(linear_kernel)
+    cos_sin = head(tf.constant(features))["cos_sin"].numpy()[0]
+    self.assertAllClose(cos_sin, [[0.0, 1.0], [1.0, 0.0]], atol=1e-3)
+
+  def test_linear_from_heatmap_needs_heatmap_shifts(self):
+    with self.assertRaisesRegex(ValueError, "needs shift_from"):
+      TransformHead(num_parts=2, preset="tiny", linear_from="heatmap")
+
+
+class LogScaleTest(tf.test.TestCase):
+  def test_scales_below_the_tanh_floor_keep_a_gradient(self):
+    z = tf.Variable([transform_head_lib._log_scale_inverse(0.05)])
+    with tf.GradientTape() as tape:
+      scale = transform_head_lib._log_scale(z)
+    self.assertAllClose(scale.numpy(), [0.05], atol=1e-6)
+    # d(log scale)/dz is ~1 at 0.05, where 0.9 tanh(z) + 1 cannot even go.
+    self.assertGreater(tape.gradient(scale, z).numpy()[0] / 0.05, 0.5)
+    head = TransformHead(num_parts=2, preset="tiny", scale_activation="log", initial_scale=0.05)
+    self.assertAllClose(head(tf.zeros((1, 16, 16, 16)))["scale"].numpy(), np.full((1, 2, 2), 0.05))
+    with self.assertRaisesRegex(ValueError, "initial_scale"):
+      TransformHead(num_parts=2, preset="tiny", initial_scale=0.05)

@@ -142,8 +142,12 @@ class SmokeTest(unittest.TestCase):
       self.assertGreaterEqual(oracle["metrics"]["fg_iou"], 0.0)
       self.assertLessEqual(oracle["metrics"]["fg_iou"], 1.0)
       self.assertEqual(len(oracle["metrics"]["part_iou"]), results["data"]["num_sprites"])
+      m = oracle["metrics"]
+      self.assertLessEqual(m["false_positive_ring_px"], m["false_positive_px"])
+      self.assertLessEqual(m["false_negative_edge_px"], m["false_negative_px"])
       supervised = results["checks"]["supervised"]
       self.assertGreater(supervised["metrics"]["centre_error_px"], 0.0)
+      self.assertGreater(supervised["metrics"]["covariance_l1"], 0.0)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,13 @@ def _with_claims(folded, heatmap_logits):
   return tf.concat([folded, _to_parts(claims)], axis=-1)
 
 
+def _median_colour(images):
+  """Per-channel median colour of each frame, `[B, S, S, 3]` -> `[B, 3]`."""
+  shape = tf.shape(images)
+  pixels = tf.sort(tf.reshape(images, [shape[0], -1, 3]), axis=1)
+  return pixels[:, shape[1] * shape[2] // 2]
+
+
 def _log_coverage(coverage, size):
   """Coverage `[N, h, w, 1]` -> log-coverage `[N, S, S, 1]` added to depth logits.
 
@@ -187,6 +194,11 @@ class CoPartModel(keras.Model):
       motion, and to the background's its median colour (`_pixel_skip`); False = the paper (all
       colours decoded from the latent maps).
     initial_scale: the scale every part's pose starts at (`TransformHead`); 1 = the paper.
+    linear_from: "regression" (the paper: rotation and scale regressed from flattened features)
+      or "heatmap" (needs shift_from="heatmap": read under each part's heatmap; see
+      `TransformHead`).
+    scale_activation: "tanh" (the paper's range, scales in (0.1, 1.9)) or "log" (a sigmoid over
+      log scales in (0.02, 1.9), for parts smaller than a tenth of the frame; see `TransformHead`).
     detach_background_poses: the background terms see the pose prior and the coverage as
       constants, so they shape the masks through the decoded depth only. Why: a part can lower
       its foreground mass by moving its pose out of the frame (the coverage and the prior then
@@ -201,6 +213,17 @@ class CoPartModel(keras.Model):
       parts holding pieces of sprites of every id; docs/EXPERIMENTS.md section 10). With the gate
       the claims, which the seek and consistency terms make decisive and tied to an object,
       decide which part is seen, and the reconstruction trains the claims too. False = the paper.
+    flat_part_colours: needs warp_source_pixels. Each part's pixels are one flat colour per
+      image (`part_colours`: the source's mean colour under the part's pose prior, weighted by
+      how far each pixel is from the median colour, and by the part's claims with
+      gate_masks_by_claims) instead of the source moved by the part's motion; the decoder still
+      adds its residual. Why: the moved source pixels carry the objects' anti-aliased edges, so
+      a part's layer reproduces a pixel its object covers by 20 % exactly and the background's
+      does not: the masks took every pixel the object touches, one pixel too large all round
+      (oracle poses on rung A: 811 of 841 false positives in that ring). Against a pure colour
+      the reconstruction's best mask at such a pixel is the coverage itself (matting), and
+      the argmax keeps the pixels the object covers by more than half, the labels' pixel-centre
+      convention. False = moved source pixels.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -228,6 +251,9 @@ class CoPartModel(keras.Model):
     initial_scale=1.0,
     detach_background_poses=False,
     gate_masks_by_claims=False,
+    flat_part_colours=False,
+    linear_from="regression",
+    scale_activation="tanh",
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -248,6 +274,8 @@ class CoPartModel(keras.Model):
         raise ValueError(f'the {term} loss (weight "{term}") needs shift_from="heatmap"')
     if gate_masks_by_claims and shift_from != "heatmap":
       raise ValueError('gate_masks_by_claims needs shift_from="heatmap"')
+    if flat_part_colours and not warp_source_pixels:
+      raise ValueError("flat_part_colours needs warp_source_pixels")
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -270,6 +298,9 @@ class CoPartModel(keras.Model):
     self.initial_scale = float(initial_scale)
     self.detach_background_poses = bool(detach_background_poses)
     self.gate_masks_by_claims = bool(gate_masks_by_claims)
+    self.flat_part_colours = bool(flat_part_colours)
+    self.linear_from = linear_from
+    self.scale_activation = scale_activation
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -282,6 +313,8 @@ class CoPartModel(keras.Model):
       initial_spread=self.initial_spread,
       shift_from=shift_from,
       initial_scale=self.initial_scale,
+      linear_from=linear_from,
+      scale_activation=scale_activation,
       name="transform_head",
     )
     # With warp_source_pixels the decoded colours are a residual on top of the moved pixels.
@@ -326,6 +359,9 @@ class CoPartModel(keras.Model):
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
       "gate_masks_by_claims": self.gate_masks_by_claims,
+      "flat_part_colours": self.flat_part_colours,
+      "linear_from": self.linear_from,
+      "scale_activation": self.scale_activation,
       **self.loss_weights,
     }
 
@@ -378,7 +414,7 @@ class CoPartModel(keras.Model):
     """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
     return warp_lib.warp_affine(folded_maps, tf.reshape(affines_out_to_in, [-1, 2, 3]))
 
-  def _pixel_skip(self, images, part_motion=(None,)):
+  def _pixel_skip(self, images, part_motion=(None,), colours=None):
     """The pixels added to the decoded part images with `warp_source_pixels`.
 
     Why: the decoder has to learn every colour from scratch, and a flat background colour that
@@ -397,16 +433,46 @@ class CoPartModel(keras.Model):
       images: source frames `[B, S, S, 3]`.
       part_motion: a sequence of `[B, K, 2, 3]` output -> input maps of the parts' pixels, or
         None (not moved), one per group of part images decoded together.
+      colours: `[B, K, 3]` flat part colours (`part_colours`) in place of the moved pixels
+        (a flat colour is the same under any motion), or None.
 
     Returns:
       `[B + G*B*K, S, S, 3]`: background rows first, then each group's parts folded into the
       batch (the order of `forward_pair`'s single decoder call).
     """
     shape = tf.shape(images)
-    pixels = tf.sort(tf.reshape(images, [shape[0], -1, 3]), axis=1)
-    median = pixels[:, shape[1] * shape[2] // 2]  # [B, 3] per-channel median colour
-    background = tf.broadcast_to(median[:, None, None, :], shape)
+    background = tf.broadcast_to(_median_colour(images)[:, None, None, :], shape)
+    if colours is not None:
+      flat = tf.broadcast_to(
+        tf.reshape(colours, [-1, 1, 1, 3]), [shape[0] * self.num_parts, shape[1], shape[2], 3]
+      )
+      return tf.concat([background] + [flat] * len(part_motion), axis=0)
     return tf.concat([background] + [self._moved_pixels(images, m) for m in part_motion], axis=0)
+
+  def part_colours(self, images, affines, heatmap_logits=None):
+    """Each part's flat colour in each image (`flat_part_colours`), `[B, K, 3]`.
+
+    The mean colour of the frame under the part's pose prior (`pose_log_prior` with
+    `pose_prior_radius`, 1 if that is 0), each pixel weighted by its distance from the frame's
+    median colour (so the plain background and the objects' anti-aliased edges count little)
+    and, with `gate_masks_by_claims`, by the part's claims. The weights are constants except
+    the claims: the reconstruction then tells a part that claims two colours which one it
+    shows.
+
+    Args:
+      images: `[B, S, S, 3]` source frames.
+      affines: `[B, K, 2, 3]` the parts' poses in those frames.
+      heatmap_logits: `[B, S/4, S/4, K]`, needed with `gate_masks_by_claims`.
+    """
+    content = tf.reduce_mean(tf.abs(images - _median_colour(images)[:, None, None, :]), -1)
+    radius = self.pose_prior_radius or 1.0
+    weight = tf.exp(pose_log_prior(affines, self.image_size, radius)) * content[..., None]
+    weight = tf.stop_gradient(weight)  # [B, S, S, K]
+    if self.gate_masks_by_claims:
+      claims = tf.nn.softmax(heatmap_logits, axis=-1)
+      weight *= tf.image.resize(claims, [self.image_size, self.image_size], method="bilinear")
+    total = tf.einsum("bhwk,bhwc->bkc", weight, images)
+    return total / (tf.reduce_sum(weight, axis=[1, 2])[..., None] + 1e-6)
 
   def _moved_pixels(self, images, motion):
     """`[B, S, S, 3]` frames moved by `[B, K, 2, 3]` part motions (None: not moved) -> `[B*K, S, S, 3]`."""
@@ -415,14 +481,19 @@ class CoPartModel(keras.Model):
       return parts
     return warp_lib.warp_affine(parts, tf.reshape(motion, [-1, 2, 3]))
 
-  def _decode(self, folded_maps, images, part_motion=(None,)):
+  def _decode(self, folded_maps, images, part_motion=(None,), affines=None, heatmap_logits=None):
     """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`).
 
-    With `warp_source_pixels`, the part images get `_pixel_skip(images, part_motion)` added.
+    With `warp_source_pixels`, the part images get `_pixel_skip(images, part_motion)` added
+    (with `flat_part_colours`, the `part_colours` of the parts at their source poses `affines`
+    `[B, K, 2, 3]` and source heatmap logits).
     """
     part_images, depth = self.decoder(folded_maps)
     if self.warp_source_pixels:
-      part_images += self._pixel_skip(images, part_motion)
+      colours = None
+      if self.flat_part_colours:
+        colours = self.part_colours(images, affines, heatmap_logits)
+      part_images += self._pixel_skip(images, part_motion, colours)
     return part_images, depth
 
   @staticmethod
@@ -476,7 +547,9 @@ class CoPartModel(keras.Model):
       fg = self._warp_parts(canonical, affine_lib.invert(enc["affines"]))
     fg_latents, coverage = tf.split(fg, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], fg_latents], axis=0)
-    part_images, depth = self._decode(latents, images)
+    part_images, depth = self._decode(
+      latents, images, affines=enc["affines"], heatmap_logits=enc.get("heatmap_logits")
+    )
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -539,7 +612,9 @@ class CoPartModel(keras.Model):
       canonical = self._warp_parts(fg, source_affines)
       moved = self._warp_parts(canonical, affine_lib.invert(target_affines))
     moved, coverage = tf.split(moved, [self.preset.latent_channels, 1], axis=-1)
-    part_images, depth = self._decode(tf.concat([maps[..., 0, :], moved], axis=0), images, [motion])
+    part_images, depth = self._decode(
+      tf.concat([maps[..., 0, :], moved], axis=0), images, [motion], source_affines, heatmap_logits
+    )
     bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
     bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
     bg_depth += self.background_depth_offset
@@ -607,7 +682,13 @@ class CoPartModel(keras.Model):
     warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
     latents = tf.concat([maps[..., 0, :], warped], axis=0)
     motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
-    part_images, depth = self._decode(latents, source, [None, motion, source_affines])
+    part_images, depth = self._decode(
+      latents,
+      source,
+      [None, motion, source_affines],
+      source_affines,
+      None if logits is None else logits[:batch],
+    )
     n = batch * k
     # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
     bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)

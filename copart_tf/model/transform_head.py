@@ -25,6 +25,25 @@ def sunflower(num_points, radius):
   return np.stack([r * np.cos(theta), r * np.sin(theta)], axis=-1).astype(np.float32)
 
 
+# The scales a pose can take, per `scale_activation`: "tanh" = 0.9 tanh(z) + 1, the reference's
+# range; "log" = a sigmoid over the log of the range (`_log_scale`).
+SCALE_RANGES = {"tanh": (0.1, 1.9), "log": (0.02, 1.9)}
+
+
+def _log_scale(z):
+  """Scale exp(log 0.02 + (log 1.9 - log 0.02) sigmoid(z)): about the same relative gradient
+  d(log scale)/dz ~ 1 from 0.05 to 0.8, and a gradient everywhere (a clipped exp(z) trapped every
+  part at its floor)."""
+  low, high = np.log(SCALE_RANGES["log"])
+  return tf.exp(low + (high - low) * tf.sigmoid(z))
+
+
+def _log_scale_inverse(scale):
+  low, high = np.log(SCALE_RANGES["log"])
+  fraction = (np.log(scale) - low) / (high - low)
+  return float(np.log(fraction / (1.0 - fraction)))
+
+
 class TransformHead(keras.layers.Layer):
   """Features `[B, h, w, C]` -> poses T_k = [R(theta) diag(sx, sy) | t] `[B, K, 2, 3]`.
 
@@ -38,6 +57,20 @@ class TransformHead(keras.layers.Layer):
     heatmap per part (a 3x3 conv on the features, softmax over the feature grid, one grid of
     `copart_tf.ops.grid`); `initial_spread` then places a trainable Gaussian bump per part on
     the heatmap logits instead.
+  - `linear_from="heatmap"` (needs `shift_from="heatmap"`): rotation and scale are not
+    regressed from the flattened features but read where the part is: a 3x3 conv gives every
+    feature cell the four pre-activations (c, s, z_x, z_y) of every part, and each part takes
+    their expectation under its own heatmap (the convention of FOMM's local Jacobians,
+    Siarohin et al. 2019). Why: from flattened features a dense layer must learn where each
+    part is before it can say how that thing is turned; on rung A it predicted no rotation even
+    when supervised with the true poses (benchmarks/pose_oracles.py --checks=supervised:
+    linear-part L1 0.085 against 0.065 for the mean pose). Initialised to the same start
+    (zero kernel, bias (1, 0) and `initial_scale`).
+  - `scale_activation="log"`: scales in (0.02, 1.9) through a sigmoid over their log
+    (`_log_scale`) instead of the reference's 0.9 tanh(z) + 1 in (0.1, 1.9). Why: a part's
+    standard deviation on 64 px sprites is 0.08-0.16 (normalised), at or below the tanh floor,
+    where tanh has no gradient left: every part sat at scale 0.100 and the supervised check
+    learned no covariance (L1 0.0035 against 0.0036 for the mean pose).
   - `initial_scale`: the scale every part starts at (1 = the reference, a part as large as the
     frame). A smaller start gives each part a local mask whose position the reconstruction can
     correct from the first step (see `CoPartModel` pose_prior_radius).
@@ -61,44 +94,86 @@ class TransformHead(keras.layers.Layer):
     initial_spread=0.0,
     shift_from="regression",
     initial_scale=1.0,
+    linear_from="regression",
+    scale_activation="tanh",
     **kwargs,
   ):
     super().__init__(**kwargs)
     if shift_from not in ("regression", "heatmap"):
       raise ValueError(f"shift_from must be regression|heatmap, got {shift_from!r}")
+    if linear_from not in ("regression", "heatmap"):
+      raise ValueError(f"linear_from must be regression|heatmap, got {linear_from!r}")
+    if linear_from == "heatmap" and shift_from != "heatmap":
+      raise ValueError('linear_from="heatmap" needs shift_from="heatmap"')
+    if scale_activation not in SCALE_RANGES:
+      raise ValueError(f"scale_activation must be tanh|log, got {scale_activation!r}")
+    self.scale_activation = scale_activation
     self.shift_from = shift_from
+    self.linear_from = linear_from
     self.num_parts = num_parts
     self.preset = get_preset(preset)
     p = self.preset
+    low, high = SCALE_RANGES[scale_activation]
+    if not low < initial_scale < high:
+      raise ValueError(f"initial_scale must be in ({low}, {high}), got {initial_scale}")
+    self.initial_scale = float(initial_scale)
+    if scale_activation == "tanh":
+      start_z = float(np.arctanh((self.initial_scale - 1.0) / 0.9))
+    else:
+      start_z = _log_scale_inverse(self.initial_scale)
+    k = num_parts
+    # The regression trunk (strided convs -> flatten -> hidden -> dense heads) exists only when it
+    # predicts something: with both the centre and the linear part read from heatmaps it is unused.
+    regress = linear_from == "regression"
     self._conv_names = layers_lib.add_sublayers(
       self,
       "conv",
       [
         layers_lib.conv_norm_act(c, p.groups, strides=2, name=f"conv_{i}")
-        for i, c in enumerate(p.head_channels)
+        for i, c in enumerate(p.head_channels if regress else ())
       ],
     )
-    self.flatten = keras.layers.Flatten()
-    self.hidden = keras.layers.Dense(p.head_hidden, activation="relu", name="hidden")
-    k = num_parts
+    self.flatten = keras.layers.Flatten() if regress else None
+    self.hidden = (
+      keras.layers.Dense(p.head_hidden, activation="relu", name="hidden") if regress else None
+    )
     # Pose outputs always in float32 (under a mixed precision policy too): they set the warp's
     # sampling positions and enter the losses, where bfloat16's 8-bit mantissa is too coarse.
-    self.rotation = keras.layers.Dense(
-      2 * k,
-      kernel_initializer="zeros",
-      bias_initializer=keras.initializers.Constant([1.0, 0.0] * k),
-      name="rotation",
-      dtype="float32",
+    self.rotation = (
+      keras.layers.Dense(
+        2 * k,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant([1.0, 0.0] * k),
+        name="rotation",
+        dtype="float32",
+      )
+      if regress
+      else None
     )
-    if not 0.1 < initial_scale < 1.9:
-      raise ValueError(f"initial_scale must be in (0.1, 1.9), got {initial_scale}")
-    self.initial_scale = float(initial_scale)
-    self.scale = keras.layers.Dense(
-      2 * k,
-      kernel_initializer="zeros",
-      bias_initializer=keras.initializers.Constant(np.arctanh((self.initial_scale - 1.0) / 0.9)),
-      name="scale",
-      dtype="float32",
+    self.scale = (
+      keras.layers.Dense(
+        2 * k,
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant(start_z),
+        name="scale",
+        dtype="float32",
+      )
+      if regress
+      else None
+    )
+    # linear_from="heatmap": per cell and part (c, s, z_x, z_y), pooled by the part's heatmap.
+    self.linear_map = (
+      keras.layers.Conv2D(
+        4 * k,
+        3,
+        padding="same",
+        kernel_initializer="zeros",
+        bias_initializer=keras.initializers.Constant([1.0, 0.0, start_z, start_z] * k),
+        name="linear_map",
+        dtype="float32",
+      )
+      if linear_from == "heatmap"
+      else None
     )
     self.initial_spread = float(initial_spread)
     # shift_from="heatmap": t_k is the soft-argmax (expected position) of a per-part heatmap over
@@ -133,13 +208,14 @@ class TransformHead(keras.layers.Layer):
       shape = layer.compute_output_shape(shape)
     if any(d is None for d in shape[1:]):
       raise ValueError(f"TransformHead needs a static spatial size, got {shape}")
-    flat = (shape[0], shape[1] * shape[2] * shape[3])
-    self.hidden.build(flat)
-    hidden = (shape[0], self.preset.head_hidden)
-    for layer in (self.rotation, self.scale):
-      layer.build(hidden)
-    if self.shift is not None:
-      self.shift.build(hidden)
+    if self.hidden is not None:
+      self.hidden.build((shape[0], shape[1] * shape[2] * shape[3]))
+      hidden = (shape[0], self.preset.head_hidden)
+      for layer in (self.rotation, self.scale, self.shift):
+        if layer is not None:
+          layer.build(hidden)
+    if self.linear_map is not None:
+      self.linear_map.build(tuple(input_shape))
     if self.heatmap is not None:
       self.heatmap.build(tuple(input_shape))
       # A trainable start position per part: a Gaussian bump (std 0.25) on the sunflower point of
@@ -162,14 +238,14 @@ class TransformHead(keras.layers.Layer):
     """Returns a dict: affines `[B, K, 2, 3]`, cos_sin, scale, shift (each `[B, K, 2]`), and with
     `shift_from="heatmap"` the heatmap logits `[B, h, w, K]` (bias included; their softmax over
     the h x w cells is each part's heatmap)."""
-    x = features
-    for layer in self.convs:
-      x = layer(x)
-    x = self.hidden(self.flatten(x))
     k = self.num_parts
-    cos_sin = tf.reshape(self.rotation(x), [-1, k, 2])
-    cos_sin = cos_sin / tf.sqrt(tf.reduce_sum(tf.square(cos_sin), axis=-1, keepdims=True) + 1e-8)
-    scale = 0.9 * tf.tanh(tf.reshape(self.scale(x), [-1, k, 2])) + 1.0
+    if self.hidden is not None:
+      x = features
+      for layer in self.convs:
+        x = layer(x)
+      x = self.hidden(self.flatten(x))
+      cos_sin = tf.reshape(self.rotation(x), [-1, k, 2])
+      scale_z = tf.reshape(self.scale(x), [-1, k, 2])
     if self.heatmap is None:
       shift = tf.reshape(self.shift(x), [-1, k, 2])
     else:
@@ -179,6 +255,16 @@ class TransformHead(keras.layers.Layer):
       pdf = tf.nn.softmax(logits, axis=1)
       grid = tf.reshape(grid_lib.make_grid(shape[1], shape[2], pdf.dtype), [-1, 2])
       shift = tf.einsum("bnk,nc->bkc", pdf, grid)
+      if self.linear_map is not None:
+        linear = self.linear_map(tf.cast(features, tf.float32))  # [B, h, w, 4K]
+        linear = tf.reshape(linear, [shape[0], -1, k, 4])
+        linear = tf.einsum("bnk,bnkc->bkc", pdf, linear)  # [B, K, 4]
+        cos_sin, scale_z = linear[..., :2], linear[..., 2:]
+    cos_sin = cos_sin / tf.sqrt(tf.reduce_sum(tf.square(cos_sin), axis=-1, keepdims=True) + 1e-8)
+    if self.scale_activation == "tanh":
+      scale = 0.9 * tf.tanh(scale_z) + 1.0
+    else:
+      scale = _log_scale(scale_z)
     out = {
       "affines": affine_lib.from_pose(cos_sin, scale, shift),
       "cos_sin": cos_sin,

@@ -7,6 +7,7 @@ import os
 from copart_tf.errors import ConfigError
 from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS
 from copart_tf.model.presets import PRESETS
+from copart_tf.model.transform_head import SCALE_RANGES
 
 
 @dataclasses.dataclass
@@ -43,6 +44,9 @@ class TrainConfig:
   initial_scale: float = 1.0
   detach_background_poses: bool = False
   gate_masks_by_claims: bool = False
+  flat_part_colours: bool = False
+  linear_from: str = "regression"
+  scale_activation: str = "tanh"
   background_on: str = "retarget"
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
@@ -94,13 +98,25 @@ class TrainConfig:
       raise ConfigError(f"--background_on={self.background_on!r}: retarget or both")
     if self.shift_from not in ("regression", "heatmap"):
       raise ConfigError(f"--shift_from={self.shift_from!r}: regression or heatmap")
+    if self.linear_from not in ("regression", "heatmap"):
+      raise ConfigError(f"--linear_from={self.linear_from!r}: regression or heatmap")
+    if self.linear_from == "heatmap" and self.shift_from != "heatmap":
+      raise ConfigError("--linear_from=heatmap: needs --shift_from=heatmap")
     for term in ("seek", "consistency"):
       if self.loss_weights.get(term) and self.shift_from != "heatmap":
         raise ConfigError(f"--loss_{term}={self.loss_weights[term]}: needs --shift_from=heatmap")
     if self.gate_masks_by_claims and self.shift_from != "heatmap":
       raise ConfigError("--gate_masks_by_claims: needs --shift_from=heatmap")
-    if not 0.1 < self.initial_scale < 1.9:
-      raise ConfigError(f"--initial_scale={self.initial_scale}: must be in (0.1, 1.9)")
+    if self.flat_part_colours and not self.warp_source_pixels:
+      raise ConfigError("--flat_part_colours: needs --warp_source_pixels")
+    if self.scale_activation not in SCALE_RANGES:
+      raise ConfigError(f"--scale_activation={self.scale_activation!r}: tanh or log")
+    low, high = SCALE_RANGES[self.scale_activation]
+    if not low < self.initial_scale < high:
+      raise ConfigError(
+        f"--initial_scale={self.initial_scale}: must be in ({low}, {high}) with "
+        f"--scale_activation={self.scale_activation}"
+      )
     if self.pose_prior_radius < 0:
       raise ConfigError(f"--pose_prior_radius={self.pose_prior_radius}: must be >= 0")
     if self.on_bad_frame not in ("fail", "skip"):
@@ -135,6 +151,9 @@ class TrainConfig:
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
       "gate_masks_by_claims": self.gate_masks_by_claims,
+      "flat_part_colours": self.flat_part_colours,
+      "linear_from": self.linear_from,
+      "scale_activation": self.scale_activation,
       "perceptual_loss": perceptual,
       "background_on": self.background_on,
       "covariance_threshold": self.covariance_threshold,
