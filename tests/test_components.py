@@ -404,8 +404,9 @@ class HeatmapLinearTest(tf.test.TestCase):
     # The linear map reads channel 2 at every cell; only part 1's cell has it: turned 90 degrees.
     features[0, 4, 3, 2] = 1.0
     linear_kernel = np.zeros(head.linear_map.kernel.shape, np.float32)
-    linear_kernel[1, 1, 2, 0] = -1.0  # part 1's cos: 1 -> 0
-    linear_kernel[1, 1, 2, 1] = 1.0  # part 1's sin: 0 -> 1
+    gain = transform_head_lib.LINEAR_MAP_GAIN
+    linear_kernel[1, 1, 2, 0] = -1.0 / gain  # part 1's cos: 1 -> 0
+    linear_kernel[1, 1, 2, 1] = 1.0 / gain  # part 1's sin: 0 -> 1
     head.linear_map.kernel.assign(linear_kernel)
     cos_sin = head(tf.constant(features))["cos_sin"].numpy()[0]
     self.assertAllClose(cos_sin, [[0.0, 1.0], [1.0, 0.0]], atol=1e-3)

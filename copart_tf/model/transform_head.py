@@ -29,6 +29,13 @@ def sunflower(num_points, radius):
 # range; "log" = a sigmoid over the log of the range (`_log_scale`).
 SCALE_RANGES = {"tanh": (0.1, 1.9), "log": (0.02, 1.9)}
 
+# The heatmap-read linear part's output is this times its conv's: a 10x smaller step for Adam.
+# Why: one Adam step moves every tap of the 3x3 conv by ~lr in the same direction, which moved
+# the scale pre-activations of the unnormalised features by ~1 per step, past the true scales
+# into the floor of the range (supervised check, lr 1e-3: every scale at the floor; at lr 1e-4
+# the sizes and orientations were learned).
+LINEAR_MAP_GAIN = 0.1
+
 
 def _log_scale(z):
   """Scale exp(log 0.02 + (log 1.9 - log 0.02) sigmoid(z)): about the same relative gradient
@@ -168,7 +175,9 @@ class TransformHead(keras.layers.Layer):
         3,
         padding="same",
         kernel_initializer="zeros",
-        bias_initializer=keras.initializers.Constant([1.0, 0.0, start_z, start_z] * k),
+        bias_initializer=keras.initializers.Constant(
+          [v / LINEAR_MAP_GAIN for v in [1.0, 0.0, start_z, start_z] * k]
+        ),
         name="linear_map",
         dtype="float32",
       )
@@ -256,7 +265,7 @@ class TransformHead(keras.layers.Layer):
       grid = tf.reshape(grid_lib.make_grid(shape[1], shape[2], pdf.dtype), [-1, 2])
       shift = tf.einsum("bnk,nc->bkc", pdf, grid)
       if self.linear_map is not None:
-        linear = self.linear_map(tf.cast(features, tf.float32))  # [B, h, w, 4K]
+        linear = LINEAR_MAP_GAIN * self.linear_map(tf.cast(features, tf.float32))  # [B, h, w, 4K]
         linear = tf.reshape(linear, [shape[0], -1, k, 4])
         linear = tf.einsum("bnk,bnkc->bkc", pdf, linear)  # [B, K, 4]
         cos_sin, scale_z = linear[..., :2], linear[..., 2:]
