@@ -107,7 +107,8 @@ WARP_SOURCE_PIXELS = flags.DEFINE_bool(
 INITIAL_SCALE = flags.DEFINE_float(
   "initial_scale",
   _D.initial_scale,
-  "Scale every part's pose starts at, in (0.1, 1.9) (1 = reference: as large as the frame).",
+  "Scale every part's pose starts at, inside the range of --scale_activation ((0.1, 1.9) for "
+  "tanh, (0.02, 1.9) for log; 1 = reference: as large as the frame).",
 )
 DETACH_BACKGROUND_POSES = flags.DEFINE_bool(
   "detach_background_poses",
