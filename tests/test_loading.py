@@ -38,6 +38,29 @@ class ModelFromRunConfigTest(tf.test.TestCase):
     images = tf.random.stateless_uniform([1, 32, 32, 3], seed=[1, 2])
     self.assertEqual(model(images)["masks"].shape, [1, 32, 32, 3])
 
+  def test_rung_a_options_are_read_from_the_run_config_and_round_trip(self):
+    # A run config of sprites.cfg's eighth-session recipe (flat colours, heatmap-read rotation and
+    # scale, log scales) must rebuild the same model for inference, not the defaults.
+    config = {
+      "num_parts": 2,
+      "preset": "tiny",
+      "image_size": 32,
+      "shift_from": "heatmap",
+      "warp_source_pixels": True,
+      "gate_masks_by_claims": True,
+      "flat_part_colours": True,
+      "linear_from": "heatmap",
+      "scale_activation": "log",
+      "initial_scale": 0.05,  # below the tanh range: only valid with log scales
+    }
+    model = loading.model_from_run_config(config)
+    for clone in (model, type(model).from_config(model.get_config())):
+      self.assertTrue(clone.flat_part_colours)
+      self.assertEqual(clone.linear_from, "heatmap")
+      self.assertEqual(clone.scale_activation, "log")
+    out = model(tf.random.stateless_uniform([1, 32, 32, 3], seed=[1, 2]))
+    self.assertAllClose(out["scale"], tf.fill([1, 2, 2], 0.05), atol=1e-5)
+
 
 if __name__ == "__main__":
   tf.test.main()
