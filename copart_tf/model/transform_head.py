@@ -69,10 +69,11 @@ class TransformHead(keras.layers.Layer):
     feature cell the four pre-activations (c, s, z_x, z_y) of every part, and each part takes
     their expectation under its own heatmap (the convention of FOMM's local Jacobians,
     Siarohin et al. 2019). Why: from flattened features a dense layer must learn where each
-    part is before it can say how that thing is turned; on rung A it predicted no rotation even
+    part is before it can say how that thing is turned; on rung A it learned no covariance even
     when supervised with the true poses (benchmarks/pose_oracles.py --checks=supervised:
-    linear-part L1 0.085 against 0.065 for the mean pose). Initialised to the same start
-    (zero kernel, bias (1, 0) and `initial_scale`).
+    covariance L1 0.0035 against 0.0036 for the mean pose; 0.0022 read under the heatmaps with
+    log scales). Initialised to the same start (zero kernel, bias (1, 0) and `initial_scale`;
+    `LINEAR_MAP_GAIN`).
   - `scale_activation="log"`: scales in (0.02, 1.9) through a sigmoid over their log
     (`_log_scale`) instead of the reference's 0.9 tanh(z) + 1 in (0.1, 1.9). Why: a part's
     standard deviation on 64 px sprites is 0.08-0.16 (normalised), at or below the tanh floor,
