@@ -414,7 +414,7 @@ class CoPartModel(keras.Model):
     """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
     return warp_lib.warp_affine(folded_maps, tf.reshape(affines_out_to_in, [-1, 2, 3]))
 
-  def _pixel_skip(self, images, part_motion=(None,), colours=None):
+  def _pixel_skip(self, images, median, part_motion=(None,), colours=None):
     """The pixels added to the decoded part images with `warp_source_pixels`.
 
     Why: the decoder has to learn every colour from scratch, and a flat background colour that
@@ -431,6 +431,7 @@ class CoPartModel(keras.Model):
 
     Args:
       images: source frames `[B, S, S, 3]`.
+      median: their per-channel median colours `[B, 3]` (`_median_colour`).
       part_motion: a sequence of `[B, K, 2, 3]` output -> input maps of the parts' pixels, or
         None (not moved), one per group of part images decoded together.
       colours: `[B, K, 3]` flat part colours (`part_colours`) in place of the moved pixels
@@ -441,7 +442,7 @@ class CoPartModel(keras.Model):
       batch (the order of `forward_pair`'s single decoder call).
     """
     shape = tf.shape(images)
-    background = tf.broadcast_to(_median_colour(images)[:, None, None, :], shape)
+    background = tf.broadcast_to(median[:, None, None, :], shape)
     if colours is not None:
       flat = tf.broadcast_to(
         tf.reshape(colours, [-1, 1, 1, 3]), [shape[0] * self.num_parts, shape[1], shape[2], 3]
@@ -449,7 +450,7 @@ class CoPartModel(keras.Model):
       return tf.concat([background] + [flat] * len(part_motion), axis=0)
     return tf.concat([background] + [self._moved_pixels(images, m) for m in part_motion], axis=0)
 
-  def part_colours(self, images, affines, heatmap_logits=None):
+  def part_colours(self, images, affines, heatmap_logits=None, median=None):
     """Each part's flat colour in each image (`flat_part_colours`), `[B, K, 3]`.
 
     The mean colour of the frame under the part's pose prior (`pose_log_prior` with
@@ -464,8 +465,11 @@ class CoPartModel(keras.Model):
       images: `[B, S, S, 3]` source frames.
       affines: `[B, K, 2, 3]` the parts' poses in those frames.
       heatmap_logits: `[B, S/4, S/4, K]`, needed with `gate_masks_by_claims`.
+      median: the frames' `_median_colour` `[B, 3]` if the caller has it (computed otherwise).
     """
-    content = tf.reduce_mean(tf.abs(images - _median_colour(images)[:, None, None, :]), -1)
+    if median is None:
+      median = _median_colour(images)
+    content = tf.reduce_mean(tf.abs(images - median[:, None, None, :]), -1)
     radius = self.pose_prior_radius or 1.0
     weight = tf.exp(pose_log_prior(affines, self.image_size, radius)) * content[..., None]
     weight = tf.stop_gradient(weight)  # [B, S, S, K]
@@ -485,16 +489,17 @@ class CoPartModel(keras.Model):
   def _decode(self, folded_maps, images, part_motion=(None,), affines=None, heatmap_logits=None):
     """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`).
 
-    With `warp_source_pixels`, the part images get `_pixel_skip(images, part_motion)` added
+    With `warp_source_pixels`, the part images get `_pixel_skip(images, ...)` added
     (with `flat_part_colours`, the `part_colours` of the parts at their source poses `affines`
     `[B, K, 2, 3]` and source heatmap logits).
     """
     part_images, depth = self.decoder(folded_maps)
     if self.warp_source_pixels:
+      median = _median_colour(images)  # one sort of the frames, for both uses
       colours = None
       if self.flat_part_colours:
-        colours = self.part_colours(images, affines, heatmap_logits)
-      part_images += self._pixel_skip(images, part_motion, colours)
+        colours = self.part_colours(images, affines, heatmap_logits, median)
+      part_images += self._pixel_skip(images, median, part_motion, colours)
     return part_images, depth
 
   @staticmethod
