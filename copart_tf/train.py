@@ -128,6 +128,12 @@ FLAT_PART_COLOURS = flags.DEFINE_bool(
   "Needs --warp_source_pixels: each part's pixels are one flat colour per image (its mean colour "
   "under its pose) instead of the moved source, so masks end at the objects' anti-aliased edges.",
 )
+COLOUR_MATTING_GAIN = flags.DEFINE_float(
+  "colour_matting_gain",
+  _D.colour_matting_gain,
+  "Needs --flat_part_colours: > 0 adds gain x (2 alpha - 1) to each part's depth, alpha the "
+  "moved source pixel's coverage by the part's colour over the background's (0 = reference).",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

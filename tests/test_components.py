@@ -347,9 +347,6 @@ class ClaimsGateTest(parameterized.TestCase, tf.test.TestCase):
       CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, gate_masks_by_claims=True)
 
 
-if __name__ == "__main__":
-  tf.test.main()
-
 
 class FlatPartColoursTest(tf.test.TestCase):
   def _scene(self):
@@ -428,3 +425,52 @@ class LogScaleTest(tf.test.TestCase):
     self.assertAllClose(head(tf.zeros((1, 16, 16, 16)))["scale"].numpy(), np.full((1, 2, 2), 0.05))
     with self.assertRaisesRegex(ValueError, "initial_scale"):
       TransformHead(num_parts=2, preset="tiny", initial_scale=0.05)
+
+
+class ColourMattingTest(tf.test.TestCase):
+  def test_log_odds_cross_zero_where_the_part_covers_half_the_pixel(self):
+    model = _ladder_model(flat_part_colours=True, colour_matting_gain=4.0)
+    images = np.full((1, SIZE, SIZE, 3), 0.5, np.float32)  # grey background
+    images[0, 6:12, 6:12] = [1.0, 0.0, 0.0]  # part 1's red square
+    images[0, 12, 6:12] = [0.75, 0.25, 0.25]  # its anti-aliased edge: half red, half grey
+    images[0, 20:26, 20:26] = [0.0, 0.0, 1.0]  # part 2's blue square
+    images = tf.constant(images)
+    poses = tf.constant(np.stack([_pose(-0.44, -0.44, 0.1), _pose(0.44, 0.44, 0.1)])[None])
+    median = copart_model._median_colour(images)
+    colours = model.part_colours(images, poses, median=median)
+    depth = model._matting_depth(images, median, colours, None).numpy()[..., 0]  # [K, S, S]
+    self.assertAllClose(depth[0, 8, 8], 4.0, atol=0.15)  # inside part 1's square
+    self.assertAllClose(depth[0, 12, 8], 0.0, atol=0.2)  # its half-covered edge
+    self.assertAllClose(depth[0, 0, 0], -4.0, atol=0.1)  # background
+    self.assertLess(depth[0, 22, 22], 0.0)  # the blue square is not red
+    self.assertAllClose(depth[1, 22, 22], 4.0, atol=0.15)
+    # Moved with the part: shifting part 1's pixels by +4 px in x moves its log-odds by +4 px.
+    shift = 4 * 2.0 / SIZE
+    motion = tf.constant(np.stack([_pose(-shift, 0.0, 1.0), _pose(0.0, 0.0, 1.0)])[None])
+    moved = model._matting_depth(images, median, colours, motion).numpy()[0, ..., 0]
+    self.assertAllClose(moved[8, 8 + 4], 4.0, atol=0.15)
+    self.assertAllClose(moved[8, 6 + 4 - 1], -4.0, atol=0.1)
+
+  def test_the_log_odds_reach_the_assembled_masks(self):
+    images = np.full((1, SIZE, SIZE, 3), 0.5, np.float32)
+    images[0, 6:12, 6:12] = [1.0, 0.0, 0.0]
+    poses = np.stack([_pose(-0.44, -0.44, 0.1), _pose(0.44, 0.44, 0.1)])[None]
+    images, poses = tf.constant(images), tf.constant(poses)
+    masks = {}
+    for gain in (0.0, 8.0):
+      model = _ladder_model(flat_part_colours=True, colour_matting_gain=gain)
+      maps = model.encode(images)["part_maps"]
+      out = model._retarget(images, maps, poses, poses, 1)
+      masks[gain] = tf.nn.softmax(out["depth"], -1).numpy()[0, ..., 1]
+    # With the term, part 1 takes its square and leaves the grey around it to the background.
+    self.assertGreater(masks[8.0][8, 8], masks[0.0][8, 8])
+    self.assertGreater(masks[8.0][8, 8], 0.9)
+    self.assertLess(masks[8.0][8, 14], masks[0.0][8, 14])
+
+  def test_matting_needs_flat_colours(self):
+    with self.assertRaisesRegex(ValueError, "colour_matting_gain needs flat_part_colours"):
+      _ladder_model(colour_matting_gain=4.0)
+
+
+if __name__ == "__main__":
+  tf.test.main()

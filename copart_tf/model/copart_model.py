@@ -224,6 +224,15 @@ class CoPartModel(keras.Model):
       the reconstruction's best mask at such a pixel is the coverage itself (matting), and
       the argmax keeps the pixels the object covers by more than half, the labels' pixel-centre
       convention. False = moved source pixels.
+    colour_matting_gain: needs flat_part_colours. > 0 adds to each part's depth logit the
+      colour-matting log-odds of the source pixels moved by the part's motion (`_matting_depth`):
+      gain x (2 alpha - 1), where alpha is the pixel's coverage by the part's flat colour over the
+      background's median colour (clipped to [0, 1]). Why: the decoder's depth comes from
+      latents at a quarter of the resolution and can only place a boundary to a pixel or so (rung
+      A, seed 0: 2951 false positives in the outer ring and 3210 false negatives on the edge);
+      the source's own pixels know where each edge is to a fraction of a pixel, and the
+      log-odds crosses 0 where the object covers half the pixel, the labels' pixel-centre
+      convention. 0 = off (the paper has no such term).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -254,6 +263,7 @@ class CoPartModel(keras.Model):
     flat_part_colours=False,
     linear_from="regression",
     scale_activation="tanh",
+    colour_matting_gain=0.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -276,6 +286,8 @@ class CoPartModel(keras.Model):
       raise ValueError('gate_masks_by_claims needs shift_from="heatmap"')
     if flat_part_colours and not warp_source_pixels:
       raise ValueError("flat_part_colours needs warp_source_pixels")
+    if colour_matting_gain and not flat_part_colours:
+      raise ValueError("colour_matting_gain needs flat_part_colours")
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -301,6 +313,7 @@ class CoPartModel(keras.Model):
     self.flat_part_colours = bool(flat_part_colours)
     self.linear_from = linear_from
     self.scale_activation = scale_activation
+    self.colour_matting_gain = float(colour_matting_gain)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -359,6 +372,7 @@ class CoPartModel(keras.Model):
       "initial_scale": self.initial_scale,
       "detach_background_poses": self.detach_background_poses,
       "gate_masks_by_claims": self.gate_masks_by_claims,
+      "colour_matting_gain": self.colour_matting_gain,
       "flat_part_colours": self.flat_part_colours,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
@@ -495,12 +509,41 @@ class CoPartModel(keras.Model):
     """
     part_images, depth = self.decoder(folded_maps)
     if self.warp_source_pixels:
-      median = _median_colour(images)  # one sort of the frames, for both uses
+      median = _median_colour(images)  # one sort of the frames, for all uses
       colours = None
       if self.flat_part_colours:
         colours = self.part_colours(images, affines, heatmap_logits, median)
       part_images += self._pixel_skip(images, median, part_motion, colours)
+      if self.colour_matting_gain:
+        batch = tf.shape(images)[0]
+        bg_depth, parts_depth = tf.split(depth, [batch, -1], axis=0)
+        matting = [self._matting_depth(images, median, colours, m) for m in part_motion]
+        depth = tf.concat([bg_depth, parts_depth + tf.concat(matting, axis=0)], axis=0)
     return part_images, depth
+
+  def _matting_depth(self, images, median, colours, motion):
+    """The colour-matting log-odds of each part's moved source pixels (`colour_matting_gain`).
+
+    alpha = <P - m, c - m> / |c - m|^2 clipped to [0, 1], the pixel P's coverage by the part's
+    flat colour c over the median colour m (exact on an anti-aliased edge between the two), and
+    the term is gain x (2 alpha - 1): 0 where the part covers half the pixel. A part whose colour
+    is the background's gets alpha 0 everywhere (the 0.01 in the denominator).
+
+    Args:
+      images: source frames `[B, S, S, 3]`.
+      median: their median colours `[B, 3]`.
+      colours: `[B, K, 3]` flat part colours.
+      motion: `[B, K, 2, 3]` output -> input map of the parts' pixels, or None (not moved).
+
+    Returns:
+      `[B*K, S, S, 1]`, the parts folded into the batch.
+    """
+    pixels = self._moved_pixels(images, motion)  # [B*K, S, S, 3]
+    median = tf.repeat(median, self.num_parts, axis=0)[:, None, None, :]
+    direction = tf.reshape(colours, [-1, 3]) - median[:, 0, 0, :]
+    along = tf.einsum("nhwc,nc->nhw", pixels - median, direction)
+    alpha = along / (tf.reduce_sum(tf.square(direction), -1)[:, None, None] + 0.01)
+    return self.colour_matting_gain * (2.0 * tf.clip_by_value(alpha, 0.0, 1.0) - 1.0)[..., None]
 
   @staticmethod
   def assemble(part_images, depth):

@@ -45,6 +45,7 @@ class TrainConfig:
   detach_background_poses: bool = False
   gate_masks_by_claims: bool = False
   flat_part_colours: bool = False
+  colour_matting_gain: float = 0.0
   linear_from: str = "regression"
   scale_activation: str = "tanh"
   background_on: str = "retarget"
@@ -109,6 +110,10 @@ class TrainConfig:
       raise ConfigError("--gate_masks_by_claims: needs --shift_from=heatmap")
     if self.flat_part_colours and not self.warp_source_pixels:
       raise ConfigError("--flat_part_colours: needs --warp_source_pixels")
+    if self.colour_matting_gain < 0:
+      raise ConfigError(f"--colour_matting_gain={self.colour_matting_gain}: must be >= 0")
+    if self.colour_matting_gain and not self.flat_part_colours:
+      raise ConfigError("--colour_matting_gain: needs --flat_part_colours")
     if self.scale_activation not in SCALE_RANGES:
       raise ConfigError(f"--scale_activation={self.scale_activation!r}: tanh or log")
     low, high = SCALE_RANGES[self.scale_activation]
@@ -152,6 +157,7 @@ class TrainConfig:
       "detach_background_poses": self.detach_background_poses,
       "gate_masks_by_claims": self.gate_masks_by_claims,
       "flat_part_colours": self.flat_part_colours,
+      "colour_matting_gain": self.colour_matting_gain,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
       "perceptual_loss": perceptual,
