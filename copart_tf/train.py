@@ -134,6 +134,12 @@ COLOUR_MATTING_GAIN = flags.DEFINE_float(
   "Needs --flat_part_colours: > 0 adds gain x (2 alpha - 1) to each part's depth, alpha the "
   "moved source pixel's coverage by the part's colour over the background's (0 = reference).",
 )
+PRESENCE_THRESHOLD = flags.DEFINE_float(
+  "presence_threshold",
+  _D.presence_threshold,
+  "Needs --gate_masks_by_claims and --warp_source_pixels: > 0 hides a part that claims less than "
+  "this share of the frame's content (its depth gets log(share / threshold); 0 = reference).",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

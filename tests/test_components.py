@@ -347,7 +347,6 @@ class ClaimsGateTest(parameterized.TestCase, tf.test.TestCase):
       CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, gate_masks_by_claims=True)
 
 
-
 class FlatPartColoursTest(tf.test.TestCase):
   def _scene(self):
     """A red square and a blue one on plain grey, and a pose on each: `[1, S, S, 3]`, `[1, 2, 2, 3]`."""
@@ -470,6 +469,42 @@ class ColourMattingTest(tf.test.TestCase):
   def test_matting_needs_flat_colours(self):
     with self.assertRaisesRegex(ValueError, "colour_matting_gain needs flat_part_colours"):
       _ladder_model(colour_matting_gain=4.0)
+
+
+class PresenceTest(tf.test.TestCase):
+  def _model(self, threshold):
+    return _ladder_model(
+      shift_from="heatmap", gate_masks_by_claims=True, presence_threshold=threshold
+    )
+
+  def test_a_part_that_claims_no_content_is_hidden(self):
+    images = np.full((1, SIZE, SIZE, 3), 0.5, np.float32)
+    images[0, 4:12, 4:12] = [1.0, 0.0, 0.0]  # one red square, in cells (1..2, 1..2)
+    images = tf.constant(images)
+    logits = np.zeros((1, SIZE // 4, SIZE // 4, 2), np.float32)
+    logits[0, 1:3, 1:3, 0] = 10.0  # part 1 claims the square's cells; part 2 only background
+    logits = tf.constant(logits)
+    median = copart_model._median_colour(images)
+    shares = discovery_lib.claimed_shares(logits, images, images * 0 + 0.5)
+    self.assertAllClose(tf.reduce_sum(shares, -1).numpy(), [1.0], atol=1e-5)
+    log_presence = self._model(0.05)._log_presence(images, median, logits).numpy()[0]
+    self.assertAllClose(log_presence[0], 0.0, atol=1e-5)  # present: untouched
+    self.assertLess(log_presence[1], -5.0)  # absent: hidden
+    # In the decoded depth: part 2's logits drop by that much everywhere, part 1's do not.
+    maps = tf.zeros((1, SIZE // 4, SIZE // 4, 3, self._model(0.0).preset.latent_channels))
+    depth = {}
+    for threshold in (0.0, 0.05):
+      model = self._model(threshold)
+      fg = model._fold_foreground(maps, logits)[..., :-1]
+      latents = tf.concat([maps[:, :, :, 0], fg], axis=0)
+      depth[threshold] = model._decode(latents, images, heatmap_logits=logits)[1].numpy()[..., 0]
+    drop = depth[0.0] - depth[0.05]  # rows: background, part 1, part 2
+    self.assertAllClose(drop[:2], np.zeros_like(drop[:2]), atol=1e-5)
+    self.assertAllClose(drop[2], np.full_like(drop[2], -log_presence[1]), atol=1e-4)
+
+  def test_presence_needs_the_gate(self):
+    with self.assertRaisesRegex(ValueError, "presence_threshold needs gate_masks_by_claims"):
+      _ladder_model(shift_from="heatmap", presence_threshold=0.05)
 
 
 if __name__ == "__main__":

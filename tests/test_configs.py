@@ -52,3 +52,18 @@ def test_claims_gate_without_heatmap_shifts_is_a_one_line_config_error():
   config.shift_from = "heatmap"
   config.validate()
   assert config.model_kwargs("none")["gate_masks_by_claims"]
+
+
+def test_matting_and_presence_need_their_inputs_as_one_line_config_errors():
+  config = TrainConfig(data_dir="d", model_dir="m", colour_matting_gain=4.0)
+  with pytest.raises(ConfigError, match="--colour_matting_gain: needs --flat_part_colours"):
+    config.validate()
+  config = TrainConfig(data_dir="d", model_dir="m", presence_threshold=0.03)
+  with pytest.raises(ConfigError, match="--presence_threshold: needs --gate_masks_by_claims"):
+    config.validate()
+  config.shift_from = "heatmap"
+  config.gate_masks_by_claims = config.warp_source_pixels = config.flat_part_colours = True
+  config.colour_matting_gain = 4.0
+  config.validate()
+  kwargs = config.model_kwargs("none")
+  assert (kwargs["colour_matting_gain"], kwargs["presence_threshold"]) == (4.0, 0.03)

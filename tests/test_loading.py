@@ -40,7 +40,7 @@ class ModelFromRunConfigTest(tf.test.TestCase):
 
   def test_rung_a_options_are_read_from_the_run_config_and_round_trip(self):
     # A run config of sprites.cfg's eighth-session recipe (flat colours, heatmap-read rotation and
-    # scale, log scales) must rebuild the same model for inference, not the defaults.
+    # scale, log scales, matting, presence) must rebuild the same model for inference, not the defaults.
     config = {
       "num_parts": 2,
       "preset": "tiny",
@@ -51,6 +51,8 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       "flat_part_colours": True,
       "linear_from": "heatmap",
       "scale_activation": "log",
+      "colour_matting_gain": 4.0,
+      "presence_threshold": 0.03,
       "initial_scale": 0.05,  # below the tanh range: only valid with log scales
     }
     model = loading.model_from_run_config(config)
@@ -58,6 +60,7 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       self.assertTrue(clone.flat_part_colours)
       self.assertEqual(clone.linear_from, "heatmap")
       self.assertEqual(clone.scale_activation, "log")
+      self.assertEqual((clone.colour_matting_gain, clone.presence_threshold), (4.0, 0.03))
     out = model(tf.random.stateless_uniform([1, 32, 32, 3], seed=[1, 2]))
     self.assertAllClose(out["scale"], tf.fill([1, 2, 2], 0.05), atol=1e-5)
 

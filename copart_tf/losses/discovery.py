@@ -18,6 +18,22 @@ def _shares(content):
   return share / (tf.reduce_sum(share, axis=1, keepdims=True) + 1e-6)
 
 
+def claimed_shares(heatmap_logits, image, background_image):
+  """Each part's share of the image's content, `[B, K]` (sums to 1 over parts; constant content).
+
+  ``sum_u share(u) claim_k(u)``, with `seek_loss`'s share (``|I - background|`` pooled to the
+  heatmap grid, normalised per image) and claims (softmax over parts of the logits).
+
+  Args:
+    heatmap_logits: `[B, h, w, K]`.
+    image, background_image: `[B, H, W, 3]`, H a multiple of h.
+  """
+  share = _shares(_content(image, background_image, heatmap_logits.shape[1]))  # [B, n, 1]
+  shape = tf.shape(heatmap_logits)
+  claims = tf.nn.softmax(tf.reshape(heatmap_logits, [shape[0], -1, shape[3]]), axis=-1)
+  return tf.reduce_sum(share * claims, axis=1)
+
+
 def seek_loss(heatmap_logits, image, background_image):
   """Fits each part's heatmap to the content it claims: a k-means step on what the background misses.
 

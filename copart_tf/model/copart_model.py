@@ -233,6 +233,10 @@ class CoPartModel(keras.Model):
       the source's own pixels know where each edge is to a fraction of a pixel, and the
       log-odds crosses 0 where the object covers half the pixel, the labels' pixel-centre
       convention. 0 = off (the paper has no such term).
+    presence_threshold: needs gate_masks_by_claims and warp_source_pixels. > 0 adds
+      log min(1, p / threshold) to every depth logit of a part that claims a share p of the
+      frame's content (`_log_presence`), so a part whose object is absent from the frame is not
+      seen (0 = off; the paper's parts are always present).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -264,6 +268,7 @@ class CoPartModel(keras.Model):
     linear_from="regression",
     scale_activation="tanh",
     colour_matting_gain=0.0,
+    presence_threshold=0.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -288,6 +293,8 @@ class CoPartModel(keras.Model):
       raise ValueError("flat_part_colours needs warp_source_pixels")
     if colour_matting_gain and not flat_part_colours:
       raise ValueError("colour_matting_gain needs flat_part_colours")
+    if presence_threshold and not (gate_masks_by_claims and warp_source_pixels):
+      raise ValueError("presence_threshold needs gate_masks_by_claims and warp_source_pixels")
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -314,6 +321,7 @@ class CoPartModel(keras.Model):
     self.linear_from = linear_from
     self.scale_activation = scale_activation
     self.colour_matting_gain = float(colour_matting_gain)
+    self.presence_threshold = float(presence_threshold)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -373,6 +381,7 @@ class CoPartModel(keras.Model):
       "detach_background_poses": self.detach_background_poses,
       "gate_masks_by_claims": self.gate_masks_by_claims,
       "colour_matting_gain": self.colour_matting_gain,
+      "presence_threshold": self.presence_threshold,
       "flat_part_colours": self.flat_part_colours,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
@@ -514,12 +523,31 @@ class CoPartModel(keras.Model):
       if self.flat_part_colours:
         colours = self.part_colours(images, affines, heatmap_logits, median)
       part_images += self._pixel_skip(images, median, part_motion, colours)
+      batch = tf.shape(images)[0]
+      bg_depth, parts_depth = tf.split(depth, [batch, -1], axis=0)
       if self.colour_matting_gain:
-        batch = tf.shape(images)[0]
-        bg_depth, parts_depth = tf.split(depth, [batch, -1], axis=0)
         matting = [self._matting_depth(images, median, colours, m) for m in part_motion]
-        depth = tf.concat([bg_depth, parts_depth + tf.concat(matting, axis=0)], axis=0)
+        parts_depth += tf.concat(matting, axis=0)
+      if self.presence_threshold:
+        presence = tf.reshape(self._log_presence(images, median, heatmap_logits), [-1, 1, 1, 1])
+        parts_depth += tf.tile(presence, [len(part_motion), 1, 1, 1])
+      depth = tf.concat([bg_depth, parts_depth], axis=0)
     return part_images, depth
+
+  def _log_presence(self, images, median, heatmap_logits):
+    """log min(1, p_k / presence_threshold), p_k the part's share of the content, `[B, K]`.
+
+    p_k is `discovery_lib.claimed_shares` against the median colour, a constant. Why: on rung A
+    (1-4 sprites per video, K = 4) a part whose sprite is absent still has a heatmap peak; it
+    sat in the background cells next to another sprite, whose claims the bilinear upsampling
+    leaks onto that sprite's edge pixels, and with its colour taken from those pixels it showed
+    there (seed 0: 5-22 % of the red ellipse in every video without the violet one). Measured
+    there: p = 0.001-0.003 for absent parts, >= 0.05 for present ones.
+    """
+    background = tf.broadcast_to(median[:, None, None, :], tf.shape(images))
+    shares = discovery_lib.claimed_shares(heatmap_logits, images, background)
+    ratio = tf.stop_gradient(shares) / self.presence_threshold
+    return tf.math.log(tf.clip_by_value(ratio, 1e-3, 1.0))
 
   def _matting_depth(self, images, median, colours, motion):
     """The colour-matting log-odds of each part's moved source pixels (`colour_matting_gain`).

@@ -79,6 +79,7 @@ def model_from_run_config(config, part_names=None):
     gate_masks_by_claims=config.get("gate_masks_by_claims", False),
     flat_part_colours=config.get("flat_part_colours", False),
     colour_matting_gain=config.get("colour_matting_gain", 0.0),
+    presence_threshold=config.get("presence_threshold", 0.0),
     linear_from=config.get("linear_from", "regression"),
     scale_activation=config.get("scale_activation", "tanh"),
     perceptual_loss="none",  # inference only: the loss is never evaluated

@@ -46,6 +46,7 @@ class TrainConfig:
   gate_masks_by_claims: bool = False
   flat_part_colours: bool = False
   colour_matting_gain: float = 0.0
+  presence_threshold: float = 0.0
   linear_from: str = "regression"
   scale_activation: str = "tanh"
   background_on: str = "retarget"
@@ -114,6 +115,12 @@ class TrainConfig:
       raise ConfigError(f"--colour_matting_gain={self.colour_matting_gain}: must be >= 0")
     if self.colour_matting_gain and not self.flat_part_colours:
       raise ConfigError("--colour_matting_gain: needs --flat_part_colours")
+    if not 0 <= self.presence_threshold < 1:
+      raise ConfigError(f"--presence_threshold={self.presence_threshold}: must be in [0, 1)")
+    if self.presence_threshold and not (self.gate_masks_by_claims and self.warp_source_pixels):
+      raise ConfigError(
+        "--presence_threshold: needs --gate_masks_by_claims and --warp_source_pixels"
+      )
     if self.scale_activation not in SCALE_RANGES:
       raise ConfigError(f"--scale_activation={self.scale_activation!r}: tanh or log")
     low, high = SCALE_RANGES[self.scale_activation]
@@ -158,6 +165,7 @@ class TrainConfig:
       "gate_masks_by_claims": self.gate_masks_by_claims,
       "flat_part_colours": self.flat_part_colours,
       "colour_matting_gain": self.colour_matting_gain,
+      "presence_threshold": self.presence_threshold,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
       "perceptual_loss": perceptual,
