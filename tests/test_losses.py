@@ -376,6 +376,33 @@ class ConsistencyLossTest(tf.test.TestCase):
     self.assertAllClose(tape.gradient(loss, logits), np.zeros((2, 4, 4, 3)))
 
 
+class ExtentLossTest(tf.test.TestCase):
+  """A 32 x 32 frame with one red bar (8 x 2 cells wide, 4 x 4 px cells); part 1 claims it."""
+
+  def _case(self):
+    image = np.full((1, 32, 32, 3), 0.2, np.float32)
+    image[0, 12:20, 4:28] = [0.9, 0.2, 0.2]  # 24 px wide, 8 px tall
+    logits = np.zeros((1, 8, 8, 2), np.float32)
+    logits[0, 2:6, :, 0] = 12.0  # part 1 claims the bar's rows of cells, part 2 the rest
+    logits[0, :2, :, 1] = logits[0, 6:, :, 1] = 12.0
+    return tf.constant(image), tf.constant(image * 0 + 0.2), tf.constant(logits)
+
+  def test_the_extent_grows_to_the_claimed_content_and_an_absent_part_is_not_pulled(self):
+    image, background, logits = self._case()
+    # The bar's covariance in normalised units: x half-width 24/32, y 8/32 (uniform: w^2 / 3).
+    sx, sy = (24 / 32) / math.sqrt(3), (8 / 32) / math.sqrt(3)
+    fitted = np.array([[[sx, 0.0, 0.0], [0.0, sy, 0.0]], [[0.05, 0, 0.5], [0, 0.05, 0.5]]])
+    loss = discovery_lib.extent_loss(logits, tf.constant(fitted, tf.float32), image, background)
+    self.assertLess(float(loss), 0.02)
+    affines = tf.Variable(np.array([[[0.02, 0, 0], [0, 0.02, 0]]] * 2, np.float32)[None])
+    with tf.GradientTape() as tape:
+      loss = discovery_lib.extent_loss(logits, affines, image, background)
+    grad = tape.gradient(loss, affines).numpy()[0]
+    self.assertLess(grad[0, 0, 0], 0.0)  # descent widens part 1 along x ...
+    self.assertLess(grad[0, 0, 0], 2 * grad[0, 1, 1])  # ... more than along y
+    self.assertAllClose(grad[1], np.zeros((2, 3)), atol=1e-4)  # part 2 claims no content
+
+
 class ReconstructionLossTest(tf.test.TestCase, parameterized.TestCase):
   def _images(self):
     return np.random.default_rng(3).random((2, 16, 16, 3)).astype(np.float32)

@@ -69,9 +69,10 @@ class DeriveTest(unittest.TestCase):
     self.assertGreater(float(self.cfg["loss_seek"]), 0)  # on in the config, off in the recipe
     self.assertGreater(float(self.cfg["loss_consistency"]), 0)
     self.assertIn("gate_masks_by_claims", self.cfg)
-    for term in ("seek", "consistency", "equivariance"):
+    for term in ("seek", "consistency", "extent", "equivariance"):
       self.assertEqual(self.recipe[term], 0.0, term)
     self.assertIs(self.recipe["gate_masks_by_claims"], False)
+    self.assertEqual(self.recipe["presence_threshold"], 0.0)
 
   def test_data_spec_is_what_sprites_cfg_says(self):
     self.assertEqual(

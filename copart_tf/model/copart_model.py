@@ -39,6 +39,8 @@ DEFAULT_LOSS_WEIGHTS = {
   "seek": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.consistency_loss`.
   "consistency": 0.0,
+  # Not in the reference, needs shift_from="heatmap": `discovery_lib.extent_loss`.
+  "extent": 0.0,
 }
 
 LOSS_TERMS = (
@@ -57,6 +59,7 @@ LOSS_TERMS = (
   "redundancy",
   "seek",
   "consistency",
+  "extent",
 )
 
 
@@ -284,7 +287,7 @@ class CoPartModel(keras.Model):
       raise ValueError(f"perceptual_loss must be none|pyramid|vgg, got {perceptual_loss!r}")
     if background_on not in ("retarget", "both"):
       raise ValueError(f"background_on must be retarget|both, got {background_on!r}")
-    for term in ("seek", "consistency"):
+    for term in ("seek", "consistency", "extent"):
       if weights[term] and shift_from != "heatmap":
         raise ValueError(f'the {term} loss (weight "{term}") needs shift_from="heatmap"')
     if gate_masks_by_claims and shift_from != "heatmap":
@@ -892,11 +895,27 @@ class CoPartModel(keras.Model):
 
     seek = on_both_frames(discovery_lib.seek_loss) if w["seek"] else zero
     consistency = on_both_frames(discovery_lib.consistency_loss) if w["consistency"] else zero
+    extent = zero
+    if w["extent"]:
+      extent = discovery_lib.extent_loss(
+        outputs["source_heatmap_logits"],
+        outputs["source_affines"],
+        source,
+        outputs["source_part_images"][..., 0, :],
+        eps,
+      ) + discovery_lib.extent_loss(
+        outputs["target_heatmap_logits"],
+        outputs["target_affines"],
+        target,
+        outputs["target_part_images"][..., 0, :],
+        eps,
+      )
     auxiliary = (
       background
       + w["redundancy"] * redundancy
       + w["seek"] * seek
       + w["consistency"] * consistency
+      + w["extent"] * extent
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
       + w["equivariance"] * equivariance
@@ -923,6 +942,7 @@ class CoPartModel(keras.Model):
       "redundancy": redundancy,
       "seek": seek,
       "consistency": consistency,
+      "extent": extent,
     }
 
   def _warp_affines_for(self, data, batch):
