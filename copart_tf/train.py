@@ -140,6 +140,12 @@ PRESENCE_THRESHOLD = flags.DEFINE_float(
   "Needs --gate_masks_by_claims and --warp_source_pixels: > 0 hides a part that claims less than "
   "this share of the frame's content (its depth gets log(share / threshold); 0 = reference).",
 )
+DEPTH_BOUND = flags.DEFINE_float(
+  "depth_bound",
+  _D.depth_bound,
+  "> 0 bounds the decoded depth logits to (-bound, bound) with a scaled tanh, so the decoder "
+  "cannot switch a part off for good (0 = reference: unbounded).",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

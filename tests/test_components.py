@@ -507,5 +507,29 @@ class PresenceTest(tf.test.TestCase):
       _ladder_model(shift_from="heatmap", presence_threshold=0.05)
 
 
+class DepthBoundTest(tf.test.TestCase):
+  def test_decoded_depth_is_bounded_and_keeps_a_gradient(self):
+    images = tf.constant(np.full((1, SIZE, SIZE, 3), 0.5, np.float32))
+    for bound in (0.0, 5.0):
+      model = _ladder_model(depth_bound=bound)
+      bias = model.decoder.out.bias
+      # A decoder that vetoes every layer (its output channels are (r, g, b, depth) per sub-pixel).
+      bias.assign(np.where(np.arange(bias.shape[0]) % 4 == 3, -10.0, bias.numpy()))
+      with tf.GradientTape() as tape:
+        depth = model(images)["depth"]
+        total = tf.reduce_sum(depth[..., 0])  # the background's row: the decoder's depth alone
+      grad = tape.gradient(total, model.decoder.out.trainable_variables)[1].numpy()[3::4]
+      lowest = float(tf.reduce_min(depth[..., 0]))
+      if bound:  # -5 tanh(2) = -4.8: a mask e^5 smaller, not e^10, and a living gradient
+        self.assertAllClose(lowest, -5.0 * np.tanh(2.0), atol=1e-4)
+        self.assertAllClose(grad / (SIZE * SIZE / 4), np.full(4, 1 - np.tanh(2.0) ** 2), atol=1e-4)
+      else:
+        self.assertAllClose(lowest, -10.0, atol=1e-4)
+
+  def test_a_negative_bound_is_refused(self):
+    with self.assertRaisesRegex(ValueError, "depth_bound"):
+      _ladder_model(depth_bound=-1.0)
+
+
 if __name__ == "__main__":
   tf.test.main()

@@ -240,6 +240,14 @@ class CoPartModel(keras.Model):
       log min(1, p / threshold) to every depth logit of a part that claims a share p of the
       frame's content (`_log_presence`), so a part whose object is absent from the frame is not
       seen (0 = off; the paper's parts are always present).
+    depth_bound: > 0 bounds every decoded depth logit to (-depth_bound, depth_bound) with a
+      scaled tanh (0 = unbounded, the paper). Why: a part the reconstruction once found wrong
+      was switched off by the decoder for good (rung A, seed 2, with loss_extent: depth -115 on
+      its own sprite, which it claimed and whose colour it had, so the sprite went to the
+      background and no gradient through the softmax could bring the part back). Bounded, the
+      decoder shapes a mask but cannot veto it (the push that drives a logit down fades as the
+      tanh saturates, so it is not driven far past the bound); the claims, the pose prior and
+      the matting term decide which part is seen.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -272,6 +280,7 @@ class CoPartModel(keras.Model):
     scale_activation="tanh",
     colour_matting_gain=0.0,
     presence_threshold=0.0,
+    depth_bound=0.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -325,6 +334,9 @@ class CoPartModel(keras.Model):
     self.scale_activation = scale_activation
     self.colour_matting_gain = float(colour_matting_gain)
     self.presence_threshold = float(presence_threshold)
+    self.depth_bound = float(depth_bound)
+    if self.depth_bound < 0:
+      raise ValueError(f"depth_bound must be >= 0, got {depth_bound}")
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -385,6 +397,7 @@ class CoPartModel(keras.Model):
       "gate_masks_by_claims": self.gate_masks_by_claims,
       "colour_matting_gain": self.colour_matting_gain,
       "presence_threshold": self.presence_threshold,
+      "depth_bound": self.depth_bound,
       "flat_part_colours": self.flat_part_colours,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
@@ -520,6 +533,8 @@ class CoPartModel(keras.Model):
     `[B, K, 2, 3]` and source heatmap logits).
     """
     part_images, depth = self.decoder(folded_maps)
+    if self.depth_bound:
+      depth = self.depth_bound * tf.tanh(depth / self.depth_bound)
     if self.warp_source_pixels:
       median = _median_colour(images)  # one sort of the frames, for all uses
       colours = None

@@ -47,6 +47,7 @@ class TrainConfig:
   flat_part_colours: bool = False
   colour_matting_gain: float = 0.0
   presence_threshold: float = 0.0
+  depth_bound: float = 0.0
   linear_from: str = "regression"
   scale_activation: str = "tanh"
   background_on: str = "retarget"
@@ -115,6 +116,8 @@ class TrainConfig:
       raise ConfigError(f"--colour_matting_gain={self.colour_matting_gain}: must be >= 0")
     if self.colour_matting_gain and not self.flat_part_colours:
       raise ConfigError("--colour_matting_gain: needs --flat_part_colours")
+    if self.depth_bound < 0:
+      raise ConfigError(f"--depth_bound={self.depth_bound}: must be >= 0")
     if not 0 <= self.presence_threshold < 1:
       raise ConfigError(f"--presence_threshold={self.presence_threshold}: must be in [0, 1)")
     if self.presence_threshold and not (self.gate_masks_by_claims and self.warp_source_pixels):
@@ -166,6 +169,7 @@ class TrainConfig:
       "flat_part_colours": self.flat_part_colours,
       "colour_matting_gain": self.colour_matting_gain,
       "presence_threshold": self.presence_threshold,
+      "depth_bound": self.depth_bound,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
       "perceptual_loss": perceptual,
