@@ -528,9 +528,11 @@ class CoPartModel(keras.Model):
   def _decode(self, folded_maps, images, part_motion=(None,), affines=None, heatmap_logits=None):
     """One decoder call for all maps `[N, h, w, C]` -> (part images `[N,S,S,3]`, depth `[N,S,S,1]`).
 
-    With `warp_source_pixels`, the part images get `_pixel_skip(images, ...)` added
-    (with `flat_part_colours`, the `part_colours` of the parts at their source poses `affines`
-    `[B, K, 2, 3]` and source heatmap logits).
+    With `depth_bound`, the decoded depth is bounded first. With `warp_source_pixels`, the part
+    images get `_pixel_skip(images, ...)` added (with `flat_part_colours`, the `part_colours` of
+    the parts at their source poses `affines` `[B, K, 2, 3]` and source heatmap logits), and the
+    parts' depth (not the background's) `_matting_depth` per group of `part_motion` with
+    `colour_matting_gain` and `_log_presence` with `presence_threshold`.
     """
     part_images, depth = self.decoder(folded_maps)
     if self.depth_bound:
