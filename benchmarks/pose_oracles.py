@@ -111,9 +111,9 @@ BAR_PART_IOU = 0.85
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "sprites.cfg")
 # Loss terms switched off in the derived recipe: seek, consistency and extent act on the transform
 # head's heatmap logits (the parts' claims) or fit the poses to them, and equivariance on the poses
-# of a warped frame; all four only train the poses. The oracle check has no poses to train (its stand-in head returns the
-# true poses and all-zero heatmap logits), and the supervised check trains the encoder and the
-# transform head on the true poses alone.
+# of a warped frame; all four only train the poses. The oracle check has no poses to train (its
+# stand-in head returns the true poses and all-zero heatmap logits), and the supervised check
+# trains the encoder and the transform head on the true poses alone.
 POSE_ONLY_TERMS = ("seek", "consistency", "extent", "equivariance")
 # The pose of a sprite without pose_visible: std 0.1, centred 2.5 frame widths right of and below
 # the frame (normalised coordinates span [-1, 1]).
@@ -177,7 +177,8 @@ def derive_recipe(config, path):
   # Off: the gate cuts each part's mask to where its heatmap claims the content, and the oracle's
   # stand-in head has no meaningful heatmap logits (all zeros), so the gate would be meaningless.
   recipe["gate_masks_by_claims"] = False
-  recipe["presence_threshold"] = 0.0  # the presence of a part is its share of the claims: same
+  # Off for the same reason: a part's presence is its share of those claims.
+  recipe["presence_threshold"] = 0.0
   return recipe
 
 

@@ -147,7 +147,7 @@ def extent_loss(heatmap_logits, affines, image, background_image, eps=1.0):
     Scalar >= 0.
   """
   size = image.shape[1]
-  content = tf.reduce_mean(tf.abs(image - background_image), axis=-1, keepdims=True)
+  content = _content(image, background_image, size)  # [B, H, W, 1], not pooled
   claims = tf.image.resize(tf.nn.softmax(heatmap_logits, axis=-1), [size, size], "bilinear")
   weights = tf.stop_gradient(content * claims)  # [B, H, W, K]
   sigma = moments.covariances(weights, 0.0, eps)

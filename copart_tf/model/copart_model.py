@@ -307,6 +307,8 @@ class CoPartModel(keras.Model):
       raise ValueError("colour_matting_gain needs flat_part_colours")
     if presence_threshold and not (gate_masks_by_claims and warp_source_pixels):
       raise ValueError("presence_threshold needs gate_masks_by_claims and warp_source_pixels")
+    if depth_bound < 0:
+      raise ValueError(f"depth_bound must be >= 0, got {depth_bound}")
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -335,8 +337,6 @@ class CoPartModel(keras.Model):
     self.colour_matting_gain = float(colour_matting_gain)
     self.presence_threshold = float(presence_threshold)
     self.depth_bound = float(depth_bound)
-    if self.depth_bound < 0:
-      raise ValueError(f"depth_bound must be >= 0, got {depth_bound}")
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -587,9 +587,9 @@ class CoPartModel(keras.Model):
       `[B*K, S, S, 1]`, the parts folded into the batch.
     """
     pixels = self._moved_pixels(images, motion)  # [B*K, S, S, 3]
-    median = tf.repeat(median, self.num_parts, axis=0)[:, None, None, :]
-    direction = tf.reshape(colours, [-1, 3]) - median[:, 0, 0, :]
-    along = tf.einsum("nhwc,nc->nhw", pixels - median, direction)
+    median = tf.repeat(median, self.num_parts, axis=0)  # [B*K, 3], the parts' order
+    direction = tf.reshape(colours, [-1, 3]) - median
+    along = tf.einsum("nhwc,nc->nhw", pixels - median[:, None, None, :], direction)
     alpha = along / (tf.reduce_sum(tf.square(direction), -1)[:, None, None] + 0.01)
     return self.colour_matting_gain * (2.0 * tf.clip_by_value(alpha, 0.0, 1.0) - 1.0)[..., None]
 
