@@ -146,6 +146,13 @@ DEPTH_BOUND = flags.DEFINE_float(
   "> 0 bounds the decoded depth logits to (-bound, bound) with a scaled tanh, so the decoder "
   "cannot switch a part off for good (0 = reference: unbounded).",
 )
+BACKGROUND_COLOUR = flags.DEFINE_enum(
+  "background_colour",
+  _D.background_colour,
+  ["frame_median", "row_median"],
+  "With --warp_source_pixels: the plain-background estimate the background layer starts from and "
+  "content is measured against: one median colour per frame, or per row (a wall above a floor).",
+)
 SHIFT_FROM = flags.DEFINE_string(
   "shift_from",
   _D.shift_from,

@@ -435,9 +435,9 @@ class ColourMattingTest(tf.test.TestCase):
     images[0, 20:26, 20:26] = [0.0, 0.0, 1.0]  # part 2's blue square
     images = tf.constant(images)
     poses = tf.constant(np.stack([_pose(-0.44, -0.44, 0.1), _pose(0.44, 0.44, 0.1)])[None])
-    median = copart_model._median_colour(images)
-    colours = model.part_colours(images, poses, median=median)
-    depth = model._matting_depth(images, median, colours, None).numpy()[..., 0]  # [K, S, S]
+    background = copart_model._background_colours(images)
+    colours = model.part_colours(images, poses, background=background)
+    depth = model._matting_depth(images, background, colours, None).numpy()[..., 0]  # [K, S, S]
     self.assertAllClose(depth[0, 8, 8], 4.0, atol=0.15)  # inside part 1's square
     self.assertAllClose(depth[0, 12, 8], 0.0, atol=0.2)  # its half-covered edge
     self.assertAllClose(depth[0, 0, 0], -4.0, atol=0.1)  # background
@@ -446,7 +446,7 @@ class ColourMattingTest(tf.test.TestCase):
     # Moved with the part: shifting part 1's pixels by +4 px in x moves its log-odds by +4 px.
     shift = 4 * 2.0 / SIZE
     motion = tf.constant(np.stack([_pose(-shift, 0.0, 1.0), _pose(0.0, 0.0, 1.0)])[None])
-    moved = model._matting_depth(images, median, colours, motion).numpy()[0, ..., 0]
+    moved = model._matting_depth(images, background, colours, motion).numpy()[0, ..., 0]
     self.assertAllClose(moved[8, 8 + 4], 4.0, atol=0.15)
     self.assertAllClose(moved[8, 6 + 4 - 1], -4.0, atol=0.1)
 
@@ -471,6 +471,53 @@ class ColourMattingTest(tf.test.TestCase):
       _ladder_model(colour_matting_gain=4.0)
 
 
+class BackgroundColourTest(parameterized.TestCase, tf.test.TestCase):
+  def _scene(self):
+    """A wall (rows 0-11) above a floor, a red post and a blue square on them."""
+    images = np.zeros((1, SIZE, SIZE, 3), np.float32)
+    images[0, :12] = [0.8, 0.8, 0.6]
+    images[0, 12:] = [0.3, 0.2, 0.4]
+    images[0, 4:28, 6:10] = [1.0, 0.0, 0.0]
+    images[0, 20:26, 20:26] = [0.0, 0.0, 1.0]
+    return tf.constant(images)
+
+  def test_row_medians_are_the_wall_and_the_floor(self):
+    images = self._scene()
+    rows = copart_model._background_colours(images, "row_median").numpy()[0]
+    self.assertAllClose(rows[:12], np.broadcast_to([0.8, 0.8, 0.6], (12, SIZE, 3)))
+    self.assertAllClose(rows[12:], np.broadcast_to([0.3, 0.2, 0.4], (SIZE - 12, SIZE, 3)))
+    frame = copart_model._background_colours(images).numpy()[0]
+    self.assertAllClose(frame, np.broadcast_to([0.3, 0.2, 0.4], (SIZE, SIZE, 3)))  # the floor
+
+  @parameterized.parameters("frame_median", "row_median")
+  def test_the_background_layer_starts_from_the_estimate(self, mode):
+    images = self._scene()
+    model = _ladder_model(background_colour=mode)
+    self.assertEqual(model(images)["masks"].shape, (1, SIZE, SIZE, 3))
+    background = copart_model._background_colours(images, mode)
+    skip = model._pixel_skip(images, background).numpy()  # background row, then the 2 parts
+    self.assertAllClose(skip[0], background.numpy()[0])
+    self.assertAllClose(skip[1], images.numpy()[0])
+    self.assertEqual(CoPartModel.from_config(model.get_config()).background_colour, mode)
+
+  def test_matting_measures_against_the_row_below_a_wall(self):
+    images = self._scene()
+    model = _ladder_model(
+      flat_part_colours=True, colour_matting_gain=4.0, background_colour="row_median"
+    )
+    background = copart_model._background_colours(images, "row_median")
+    colours = tf.constant([[[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    depth = model._matting_depth(images, background, colours, None).numpy()[..., 0]
+    self.assertAllClose(depth[0, 8, 8], 4.0, atol=0.15)  # the post, on the wall
+    self.assertAllClose(depth[0, 20, 8], 4.0, atol=0.15)  # the post, on the floor
+    self.assertAllClose(depth[0, 2, 20], -4.0, atol=0.1)  # wall
+    self.assertAllClose(depth[0, 30, 20], -4.0, atol=0.1)  # floor
+
+  def test_unknown_mode_is_rejected(self):
+    with self.assertRaisesRegex(ValueError, "background_colour must be"):
+      _ladder_model(background_colour="mean")
+
+
 class PresenceTest(tf.test.TestCase):
   def _model(self, threshold):
     return _ladder_model(
@@ -484,10 +531,10 @@ class PresenceTest(tf.test.TestCase):
     logits = np.zeros((1, SIZE // 4, SIZE // 4, 2), np.float32)
     logits[0, 1:3, 1:3, 0] = 10.0  # part 1 claims the square's cells; part 2 only background
     logits = tf.constant(logits)
-    median = copart_model._median_colour(images)
+    background = copart_model._background_colours(images)
     shares = discovery_lib.claimed_shares(logits, images, images * 0 + 0.5)
     self.assertAllClose(tf.reduce_sum(shares, -1).numpy(), [1.0], atol=1e-5)
-    log_presence = self._model(0.05)._log_presence(images, median, logits).numpy()[0]
+    log_presence = self._model(0.05)._log_presence(images, background, logits).numpy()[0]
     self.assertAllClose(log_presence[0], 0.0, atol=1e-5)  # present: untouched
     self.assertLess(log_presence[1], -5.0)  # absent: hidden
     # In the decoded depth: part 2's logits drop by that much everywhere, part 1's do not.

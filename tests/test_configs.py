@@ -67,3 +67,12 @@ def test_matting_and_presence_need_their_inputs_as_one_line_config_errors():
   config.validate()
   kwargs = config.model_kwargs("none")
   assert (kwargs["colour_matting_gain"], kwargs["presence_threshold"]) == (4.0, 0.03)
+
+
+def test_background_colour_is_checked_and_reaches_the_model():
+  config = TrainConfig(data_dir="d", model_dir="m", background_colour="mean")
+  with pytest.raises(ConfigError, match="--background_colour='mean': frame_median or row_median"):
+    config.validate()
+  config.background_colour = "row_median"
+  config.validate()
+  assert config.model_kwargs("none")["background_colour"] == "row_median"

@@ -54,6 +54,7 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       "colour_matting_gain": 4.0,
       "presence_threshold": 0.03,
       "depth_bound": 5.0,
+      "background_colour": "row_median",
       "initial_scale": 0.05,  # below the tanh range: only valid with log scales
     }
     model = loading.model_from_run_config(config)
@@ -62,7 +63,7 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       self.assertEqual(clone.linear_from, "heatmap")
       self.assertEqual(clone.scale_activation, "log")
       self.assertEqual((clone.colour_matting_gain, clone.presence_threshold), (4.0, 0.03))
-      self.assertEqual(clone.depth_bound, 5.0)
+      self.assertEqual((clone.depth_bound, clone.background_colour), (5.0, "row_median"))
     out = model(tf.random.stateless_uniform([1, 32, 32, 3], seed=[1, 2]))
     self.assertAllClose(out["scale"], tf.fill([1, 2, 2], 0.05), atol=1e-5)
 

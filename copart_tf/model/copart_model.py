@@ -98,11 +98,23 @@ def _with_claims(folded, heatmap_logits):
   return tf.concat([folded, _to_parts(claims)], axis=-1)
 
 
-def _median_colour(images):
-  """Per-channel median colour of each frame, `[B, S, S, 3]` -> `[B, 3]`."""
+BACKGROUND_COLOURS = ("frame_median", "row_median")
+
+
+def _background_colours(images, mode="frame_median"):
+  """The plain-background estimate of each frame, `[B, S, S, 3]` -> `[B, S, S, 3]`.
+
+  "frame_median": every pixel gets the frame's per-channel median colour. "row_median": each
+  row's per-channel median colour (a floor below a wall, or a floor shaded by depth, is plain
+  per row, not per frame; both are exact while the objects cover less than half of each row).
+  """
   shape = tf.shape(images)
+  if mode == "row_median":
+    median = tf.sort(images, axis=2)[:, :, shape[2] // 2]  # [B, S, 3]
+    return tf.broadcast_to(median[:, :, None, :], shape)
   pixels = tf.sort(tf.reshape(images, [shape[0], -1, 3]), axis=1)
-  return pixels[:, shape[1] * shape[2] // 2]
+  median = pixels[:, shape[1] * shape[2] // 2]  # [B, 3]
+  return tf.broadcast_to(median[:, None, None, :], shape)
 
 
 def _log_coverage(coverage, size):
@@ -194,8 +206,8 @@ class CoPartModel(keras.Model):
     shift_from: "regression" (the reference: part centres regressed from flattened features) or
       "heatmap" (soft-argmax of a per-part heatmap; see `TransformHead`).
     warp_source_pixels: add to every part's decoded image the source frame moved by the part's
-      motion, and to the background's its median colour (`_pixel_skip`); False = the paper (all
-      colours decoded from the latent maps).
+      motion, and to the background's the plain-background estimate of `background_colour`
+      (`_pixel_skip`); False = the paper (all colours decoded from the latent maps).
     initial_scale: the scale every part's pose starts at (`TransformHead`); 1 = the paper.
     linear_from: "regression" (the paper: rotation and scale regressed from flattened features)
       or "heatmap" (needs shift_from="heatmap": read under each part's heatmap; see
@@ -248,6 +260,11 @@ class CoPartModel(keras.Model):
       decoder shapes a mask but cannot veto it (the push that drives a logit down fades as the
       tanh saturates, so it is not driven far past the bound); the claims, the pose prior and
       the matting term decide which part is seen.
+    background_colour: the plain-background estimate that `warp_source_pixels` gives the
+      background layer and that the matting, presence and flat colours measure content against
+      (`_background_colours`): "frame_median" (one colour per frame) or "row_median" (one per
+      row: the humanoid scenes' wall above a floor, where one colour per frame left the wall to
+      the parts, which moved onto it).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -281,6 +298,7 @@ class CoPartModel(keras.Model):
     colour_matting_gain=0.0,
     presence_threshold=0.0,
     depth_bound=0.0,
+    background_colour="frame_median",
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -309,6 +327,10 @@ class CoPartModel(keras.Model):
       raise ValueError("presence_threshold needs gate_masks_by_claims and warp_source_pixels")
     if depth_bound < 0:
       raise ValueError(f"depth_bound must be >= 0, got {depth_bound}")
+    if background_colour not in BACKGROUND_COLOURS:
+      raise ValueError(
+        f"background_colour must be frame_median|row_median, got {background_colour!r}"
+      )
     self.num_parts = int(num_parts)
     self.preset = get_preset(preset)
     self.image_size = int(image_size)
@@ -337,6 +359,7 @@ class CoPartModel(keras.Model):
     self.colour_matting_gain = float(colour_matting_gain)
     self.presence_threshold = float(presence_threshold)
     self.depth_bound = float(depth_bound)
+    self.background_colour = background_colour
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -398,6 +421,7 @@ class CoPartModel(keras.Model):
       "colour_matting_gain": self.colour_matting_gain,
       "presence_threshold": self.presence_threshold,
       "depth_bound": self.depth_bound,
+      "background_colour": self.background_colour,
       "flat_part_colours": self.flat_part_colours,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
@@ -453,7 +477,7 @@ class CoPartModel(keras.Model):
     """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
     return warp_lib.warp_affine(folded_maps, tf.reshape(affines_out_to_in, [-1, 2, 3]))
 
-  def _pixel_skip(self, images, median, part_motion=(None,), colours=None):
+  def _pixel_skip(self, images, background, part_motion=(None,), colours=None):
     """The pixels added to the decoded part images with `warp_source_pixels`.
 
     Why: the decoder has to learn every colour from scratch, and a flat background colour that
@@ -462,15 +486,15 @@ class CoPartModel(keras.Model):
     ever showed its object before the background had won. With the source's own pixels moved by
     the part's motion, a part whose pose follows its object shows that object from the first
     step; the decoder adds a residual, and the depth decides which layer is seen. The background
-    gets only the frame's per-channel median colour (exact on a plain background while the
-    object covers less than half the frame): it must not start as a copy of the source, whose
-    objects would then sit at their old places in every retargeted frame. (Known cost: on the
-    128 px humanoid the wall above the floor is then left to the parts, which move onto it. Row
-    medians fixed that there but lost on rung A, fg IoU 0.311 -> 0.089: docs/EXPERIMENTS.md.)
+    gets only the plain-background estimate (`_background_colours`, the frame's median colour by
+    default: exact on a plain background while the object covers less than half the frame): it
+    must not start as a copy of the source, whose objects would then sit at their old places in
+    every retargeted frame. (On the 128 px humanoid the wall above the floor is then left to the
+    parts, which move onto it: `background_colour="row_median"` there.)
 
     Args:
       images: source frames `[B, S, S, 3]`.
-      median: their per-channel median colours `[B, 3]` (`_median_colour`).
+      background: their `_background_colours` `[B, S, S, 3]`.
       part_motion: a sequence of `[B, K, 2, 3]` output -> input maps of the parts' pixels, or
         None (not moved), one per group of part images decoded together.
       colours: `[B, K, 3]` flat part colours (`part_colours`) in place of the moved pixels
@@ -481,7 +505,6 @@ class CoPartModel(keras.Model):
       batch (the order of `forward_pair`'s single decoder call).
     """
     shape = tf.shape(images)
-    background = tf.broadcast_to(median[:, None, None, :], shape)
     if colours is not None:
       flat = tf.broadcast_to(
         tf.reshape(colours, [-1, 1, 1, 3]), [shape[0] * self.num_parts, shape[1], shape[2], 3]
@@ -489,14 +512,14 @@ class CoPartModel(keras.Model):
       return tf.concat([background] + [flat] * len(part_motion), axis=0)
     return tf.concat([background] + [self._moved_pixels(images, m) for m in part_motion], axis=0)
 
-  def part_colours(self, images, affines, heatmap_logits=None, median=None):
+  def part_colours(self, images, affines, heatmap_logits=None, background=None):
     """Each part's flat colour in each image (`flat_part_colours`), `[B, K, 3]`.
 
     The mean colour of the frame under the part's pose prior (`pose_log_prior` with
-    `pose_prior_radius`, 1 if that is 0), each pixel weighted by its distance from the frame's
-    median colour (so the plain background and the objects' anti-aliased edges count little)
-    and, with `gate_masks_by_claims`, by the part's claims. The weights are constants except
-    the claims: the reconstruction then tells a part that claims two colours which one it
+    `pose_prior_radius`, 1 if that is 0), each pixel weighted by its distance from the plain
+    background estimate (so the plain background and the objects' anti-aliased edges count
+    little) and, with `gate_masks_by_claims`, by the part's claims. The weights are constants
+    except the claims: the reconstruction then tells a part that claims two colours which one it
     shows (with the claims constant too, rung A seeds 0 / 1 fell from part IoU 0.755 / 0.629
     to 0.389 / 0.584: docs/EXPERIMENTS.md section 11).
 
@@ -504,11 +527,12 @@ class CoPartModel(keras.Model):
       images: `[B, S, S, 3]` source frames.
       affines: `[B, K, 2, 3]` the parts' poses in those frames.
       heatmap_logits: `[B, S/4, S/4, K]`, needed with `gate_masks_by_claims`.
-      median: the frames' `_median_colour` `[B, 3]` if the caller has it (computed otherwise).
+      background: the frames' `_background_colours` `[B, S, S, 3]` if the caller has them
+        (computed otherwise).
     """
-    if median is None:
-      median = _median_colour(images)
-    content = tf.reduce_mean(tf.abs(images - median[:, None, None, :]), -1)
+    if background is None:
+      background = _background_colours(images, self.background_colour)
+    content = tf.reduce_mean(tf.abs(images - background), -1)
     radius = self.pose_prior_radius or 1.0
     weight = tf.exp(pose_log_prior(affines, self.image_size, radius)) * content[..., None]
     weight = tf.stop_gradient(weight)  # [B, S, S, K]
@@ -538,48 +562,49 @@ class CoPartModel(keras.Model):
     if self.depth_bound:
       depth = self.depth_bound * tf.tanh(depth / self.depth_bound)
     if self.warp_source_pixels:
-      median = _median_colour(images)  # one sort of the frames, for all uses
+      background = _background_colours(images, self.background_colour)  # one sort, all uses
       colours = None
       if self.flat_part_colours:
-        colours = self.part_colours(images, affines, heatmap_logits, median)
-      part_images += self._pixel_skip(images, median, part_motion, colours)
+        colours = self.part_colours(images, affines, heatmap_logits, background)
+      part_images += self._pixel_skip(images, background, part_motion, colours)
       batch = tf.shape(images)[0]
       bg_depth, parts_depth = tf.split(depth, [batch, -1], axis=0)
       if self.colour_matting_gain:
-        matting = [self._matting_depth(images, median, colours, m) for m in part_motion]
+        matting = [self._matting_depth(images, background, colours, m) for m in part_motion]
         parts_depth += tf.concat(matting, axis=0)
       if self.presence_threshold:
-        presence = tf.reshape(self._log_presence(images, median, heatmap_logits), [-1, 1, 1, 1])
-        parts_depth += tf.tile(presence, [len(part_motion), 1, 1, 1])
+        presence = self._log_presence(images, background, heatmap_logits)
+        parts_depth += tf.tile(tf.reshape(presence, [-1, 1, 1, 1]), [len(part_motion), 1, 1, 1])
       depth = tf.concat([bg_depth, parts_depth], axis=0)
     return part_images, depth
 
-  def _log_presence(self, images, median, heatmap_logits):
+  def _log_presence(self, images, background, heatmap_logits):
     """log min(1, p_k / presence_threshold), p_k the part's share of the content, `[B, K]`.
 
-    p_k is `discovery_lib.claimed_shares` against the median colour, a constant. Why: on rung A
-    (1-4 sprites per video, K = 4) a part whose sprite is absent still has a heatmap peak; it
-    sat in the background cells next to another sprite, whose claims the bilinear upsampling
-    leaks onto that sprite's edge pixels, and with its colour taken from those pixels it showed
-    there (seed 0: 5-22 % of the red ellipse in every video without the violet one). Measured
-    there: p = 0.001-0.003 for absent parts, >= 0.05 for present ones.
+    p_k is `discovery_lib.claimed_shares` against the plain background estimate `background`
+    `[B, S, S, 3]`, a constant. Why: on rung A (1-4 sprites per video, K = 4) a part whose
+    sprite is absent still has a heatmap peak; it sat in the background cells next to another
+    sprite, whose claims the bilinear upsampling leaks onto that sprite's edge pixels, and with
+    its colour taken from those pixels it showed there (seed 0: 5-22 % of the red ellipse in
+    every video without the violet one). Measured there: p = 0.001-0.003 for absent parts,
+    >= 0.05 for present ones.
     """
-    background = tf.broadcast_to(median[:, None, None, :], tf.shape(images))
     shares = discovery_lib.claimed_shares(heatmap_logits, images, background)
     ratio = tf.stop_gradient(shares) / self.presence_threshold
     return tf.math.log(tf.clip_by_value(ratio, 1e-3, 1.0))
 
-  def _matting_depth(self, images, median, colours, motion):
+  def _matting_depth(self, images, background, colours, motion):
     """The colour-matting log-odds of each part's moved source pixels (`colour_matting_gain`).
 
     alpha = <P - m, c - m> / |c - m|^2 clipped to [0, 1], the pixel P's coverage by the part's
-    flat colour c over the median colour m (exact on an anti-aliased edge between the two), and
-    the term is gain x (2 alpha - 1): 0 where the part covers half the pixel. A part whose colour
-    is the background's gets alpha 0 everywhere (the 0.01 in the denominator).
+    flat colour c over the plain background's colour m there (exact on an anti-aliased edge
+    between the two), and the term is gain x (2 alpha - 1): 0 where the part covers half the
+    pixel. A part whose colour is the background's gets alpha 0 everywhere (the 0.01 in the
+    denominator).
 
     Args:
       images: source frames `[B, S, S, 3]`.
-      median: their median colours `[B, 3]`.
+      background: their `_background_colours` `[B, S, S, 3]` (moved with the pixels).
       colours: `[B, K, 3]` flat part colours.
       motion: `[B, K, 2, 3]` output -> input map of the parts' pixels, or None (not moved).
 
@@ -587,10 +612,12 @@ class CoPartModel(keras.Model):
       `[B*K, S, S, 1]`, the parts folded into the batch.
     """
     pixels = self._moved_pixels(images, motion)  # [B*K, S, S, 3]
-    median = tf.repeat(median, self.num_parts, axis=0)  # [B*K, 3], the parts' order
-    direction = tf.reshape(colours, [-1, 3]) - median
-    along = tf.einsum("nhwc,nc->nhw", pixels - median[:, None, None, :], direction)
-    alpha = along / (tf.reduce_sum(tf.square(direction), -1)[:, None, None] + 0.01)
+    # One colour per frame is the same under any motion (and not zero-filled off the frame).
+    still = self.background_colour == "frame_median"
+    plain = self._moved_pixels(background, None if still else motion)
+    direction = tf.reshape(colours, [-1, 1, 1, 3]) - plain
+    along = tf.reduce_sum((pixels - plain) * direction, -1)
+    alpha = along / (tf.reduce_sum(tf.square(direction), -1) + 0.01)
     return self.colour_matting_gain * (2.0 * tf.clip_by_value(alpha, 0.0, 1.0) - 1.0)[..., None]
 
   @staticmethod

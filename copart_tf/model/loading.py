@@ -81,6 +81,7 @@ def model_from_run_config(config, part_names=None):
     colour_matting_gain=config.get("colour_matting_gain", 0.0),
     presence_threshold=config.get("presence_threshold", 0.0),
     depth_bound=config.get("depth_bound", 0.0),
+    background_colour=config.get("background_colour", "frame_median"),
     linear_from=config.get("linear_from", "regression"),
     scale_activation=config.get("scale_activation", "tanh"),
     perceptual_loss="none",  # inference only: the loss is never evaluated

@@ -48,6 +48,7 @@ class TrainConfig:
   colour_matting_gain: float = 0.0
   presence_threshold: float = 0.0
   depth_bound: float = 0.0
+  background_colour: str = "frame_median"
   linear_from: str = "regression"
   scale_activation: str = "tanh"
   background_on: str = "retarget"
@@ -118,6 +119,10 @@ class TrainConfig:
       raise ConfigError("--colour_matting_gain: needs --flat_part_colours")
     if self.depth_bound < 0:
       raise ConfigError(f"--depth_bound={self.depth_bound}: must be >= 0")
+    if self.background_colour not in ("frame_median", "row_median"):
+      raise ConfigError(
+        f"--background_colour={self.background_colour!r}: frame_median or row_median"
+      )
     if not 0 <= self.presence_threshold < 1:
       raise ConfigError(f"--presence_threshold={self.presence_threshold}: must be in [0, 1)")
     if self.presence_threshold and not (self.gate_masks_by_claims and self.warp_source_pixels):
@@ -170,6 +175,7 @@ class TrainConfig:
       "colour_matting_gain": self.colour_matting_gain,
       "presence_threshold": self.presence_threshold,
       "depth_bound": self.depth_bound,
+      "background_colour": self.background_colour,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
       "perceptual_loss": perceptual,
