@@ -131,8 +131,9 @@ FLAT_PART_COLOURS = flags.DEFINE_bool(
 COLOUR_MATTING_GAIN = flags.DEFINE_float(
   "colour_matting_gain",
   _D.colour_matting_gain,
-  "Needs --flat_part_colours: > 0 adds gain x (2 alpha - 1) to each part's depth, alpha the "
-  "moved source pixel's coverage by the part's colour over the background's (0 = reference).",
+  "Needs --warp_source_pixels: > 0 adds gain x (2 alpha - 1) to each part's depth, alpha the "
+  "moved source pixel's coverage by the part's flat colour over the background's (or, without "
+  "--flat_part_colours, its distance from the background over 0.1; 0 = reference).",
 )
 PRESENCE_THRESHOLD = flags.DEFINE_float(
   "presence_threshold",

@@ -466,9 +466,21 @@ class ColourMattingTest(tf.test.TestCase):
     self.assertGreater(masks[8.0][8, 8], 0.9)
     self.assertLess(masks[8.0][8, 14], masks[0.0][8, 14])
 
-  def test_matting_needs_flat_colours(self):
-    with self.assertRaisesRegex(ValueError, "colour_matting_gain needs flat_part_colours"):
-      _ladder_model(colour_matting_gain=4.0)
+  def test_without_flat_colours_alpha_is_the_distance_from_the_background(self):
+    model = _ladder_model(colour_matting_gain=4.0)
+    images = np.full((1, SIZE, SIZE, 3), 0.5, np.float32)
+    images[0, 6:12, 6:12] = [0.3, 0.5, 0.5]  # a shaded object: 0.2 / 3 from the background
+    images[0, 6:12, 12] = [0.47, 0.5, 0.5]  # a sliver: 0.01
+    images = tf.constant(images)
+    depth = model._matting_depth(images, copart_model._background_colours(images), None, None)
+    depth = depth.numpy()[0, ..., 0]
+    self.assertAllClose(depth[8, 8], 4.0 * (2 * (0.2 / 3) / 0.1 - 1), atol=1e-4)
+    self.assertAllClose(depth[8, 12], 4.0 * (2 * 0.01 / 0.1 - 1), atol=1e-4)
+    self.assertAllClose(depth[0, 0], -4.0)
+
+  def test_matting_needs_the_pixel_skip(self):
+    with self.assertRaisesRegex(ValueError, "colour_matting_gain needs warp_source_pixels"):
+      CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, colour_matting_gain=4.0)
 
 
 class BackgroundColourTest(parameterized.TestCase, tf.test.TestCase):

@@ -56,7 +56,7 @@ def test_claims_gate_without_heatmap_shifts_is_a_one_line_config_error():
 
 def test_matting_and_presence_need_their_inputs_as_one_line_config_errors():
   config = TrainConfig(data_dir="d", model_dir="m", colour_matting_gain=4.0)
-  with pytest.raises(ConfigError, match="--colour_matting_gain: needs --flat_part_colours"):
+  with pytest.raises(ConfigError, match="--colour_matting_gain: needs --warp_source_pixels"):
     config.validate()
   config = TrainConfig(data_dir="d", model_dir="m", presence_threshold=0.03)
   with pytest.raises(ConfigError, match="--presence_threshold: needs --gate_masks_by_claims"):

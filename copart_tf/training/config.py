@@ -115,8 +115,8 @@ class TrainConfig:
       raise ConfigError("--flat_part_colours: needs --warp_source_pixels")
     if self.colour_matting_gain < 0:
       raise ConfigError(f"--colour_matting_gain={self.colour_matting_gain}: must be >= 0")
-    if self.colour_matting_gain and not self.flat_part_colours:
-      raise ConfigError("--colour_matting_gain: needs --flat_part_colours")
+    if self.colour_matting_gain and not self.warp_source_pixels:
+      raise ConfigError("--colour_matting_gain: needs --warp_source_pixels")
     if self.depth_bound < 0:
       raise ConfigError(f"--depth_bound={self.depth_bound}: must be >= 0")
     if self.background_colour not in ("frame_median", "row_median"):
