@@ -35,7 +35,7 @@ def test_config_parses_and_validates(path):
   assert config.data_dir and config.model_dir
 
 
-@pytest.mark.parametrize("term", ["seek", "consistency", "extent"])
+@pytest.mark.parametrize("term", ["seek", "balance", "consistency", "extent"])
 def test_discovery_terms_without_heatmap_shifts_are_a_one_line_config_error(term):
   config = TrainConfig(data_dir="d", model_dir="m")
   config.loss_weights[term] = 1.0

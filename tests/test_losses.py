@@ -340,6 +340,26 @@ class SeekLossTest(tf.test.TestCase):
     self.assertAllClose(tape.gradient(loss, logits), np.zeros((1, 4, 2)))
 
 
+class BalanceLossTest(tf.test.TestCase):
+  def test_one_part_holding_the_content_pays_and_the_idle_part_is_raised_on_it(self):
+    image, background = SeekLossTest()._case()
+    # Part 1 claims every cell (A and B); part 2 nothing.
+    logits = tf.Variable(np.array([[[9.0, -9.0]] * 4], np.float32))
+    with tf.GradientTape() as tape:
+      loss = discovery_lib.balance_loss(tf.reshape(logits, [1, 2, 2, 2]), image, background)
+    self.assertAllClose(loss, np.log(2.0), atol=1e-3)
+    grad = tape.gradient(loss, logits).numpy()[0]
+    # Descent raises part 2 against part 1 on the content cells (A: 0, B: 3), not elsewhere.
+    self.assertTrue(np.all(grad[[0, 3], 1] < 0) and np.all(grad[[0, 3], 0] > 0))
+    self.assertAllClose(grad[[1, 2]], np.zeros((2, 2)), atol=1e-6)
+
+  def test_an_even_split_costs_nothing(self):
+    image, background = SeekLossTest()._case()
+    # Each part claims half of every content cell.
+    logits = tf.zeros([1, 2, 2, 2])
+    self.assertAllClose(discovery_lib.balance_loss(logits, image, background), 0.0, atol=1e-6)
+
+
 class ConsistencyLossTest(tf.test.TestCase):
   """Two 8 x 8 frames (two videos), claims on their 4 x 4 grid: a red and a blue object, at the
   top-left and bottom-right quarters in frame 0 and swapped in frame 1."""

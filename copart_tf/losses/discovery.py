@@ -167,3 +167,30 @@ def extent_loss(heatmap_logits, affines, image, background_image, eps=1.0):
   frobenius = tf.sqrt(tf.reduce_sum(tf.square(diff), axis=[-2, -1]) + 1e-12)
   num_parts = tf.cast(tf.shape(share)[1], share.dtype)
   return tf.reduce_mean(tf.reduce_sum(num_parts * share * frobenius, axis=-1))
+
+
+def balance_loss(heatmap_logits, image, background_image):
+  """log K - the entropy of the parts' claimed shares of the content over the batch.
+
+  ``log K + sum_k q_k log q_k``, ``q_k`` the mean over the batch of `claimed_shares` (the
+  content constant, the claims not): 0 when every part claims 1/K of the batch's content.
+
+  Why: the seek term gives a part that claims no content no pull (k-means' dead cluster), and
+  a non-parametric heatmap has no reason to give up content it already claims: on the 128 px
+  humanoid (rung C, the figure 5 % of the frame) one part ended with 0.9 of the content and 8
+  of 10 claimed 0.001 each. The parts of an articulated figure are all present in nearly every
+  frame, so the batch's content should be split among all of them; which split, the
+  reconstruction and the other terms decide. (On rung A, whose sprites are absent from many
+  videos, a balanced split is wrong: there it made the parts positional.)
+
+  Args:
+    heatmap_logits: `[B, h, w, K]`.
+    image, background_image: `[B, H, W, 3]`, H a multiple of h.
+
+  Returns:
+    Scalar in [0, log K].
+  """
+  marginal = tf.reduce_mean(claimed_shares(heatmap_logits, image, background_image), axis=0)
+  marginal /= tf.reduce_sum(marginal) + 1e-8
+  num_parts = tf.cast(tf.shape(marginal)[0], marginal.dtype)
+  return tf.math.log(num_parts) + tf.reduce_sum(marginal * tf.math.log(marginal + 1e-8))

@@ -39,6 +39,8 @@ DEFAULT_LOSS_WEIGHTS = {
   "redundancy": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.seek_loss`.
   "seek": 0.0,
+  # Not in the reference, needs shift_from="heatmap": `discovery_lib.balance_loss`.
+  "balance": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.consistency_loss`.
   "consistency": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.extent_loss`.
@@ -60,6 +62,7 @@ LOSS_TERMS = (
   "canonical_concentration",
   "redundancy",
   "seek",
+  "balance",
   "consistency",
   "extent",
 )
@@ -325,7 +328,7 @@ class CoPartModel(keras.Model):
       raise ValueError(f"perceptual_loss must be none|pyramid|vgg, got {perceptual_loss!r}")
     if background_on not in ("retarget", "both"):
       raise ValueError(f"background_on must be retarget|both, got {background_on!r}")
-    for term in ("seek", "consistency", "extent"):
+    for term in ("seek", "balance", "consistency", "extent"):
       if weights[term] and shift_from != "heatmap":
         raise ValueError(f'the {term} loss (weight "{term}") needs shift_from="heatmap"')
     if gate_masks_by_claims and shift_from != "heatmap":
@@ -962,6 +965,7 @@ class CoPartModel(keras.Model):
       seek = on_both_frames(
         functools.partial(discovery_lib.seek_loss, claim_floor=self.seek_claim_floor)
       )
+    balance = on_both_frames(discovery_lib.balance_loss) if w["balance"] else zero
     consistency = on_both_frames(discovery_lib.consistency_loss) if w["consistency"] else zero
     extent = zero
     if w["extent"]:
@@ -982,6 +986,7 @@ class CoPartModel(keras.Model):
       background
       + w["redundancy"] * redundancy
       + w["seek"] * seek
+      + w["balance"] * balance
       + w["consistency"] * consistency
       + w["extent"] * extent
       + w["translation"] * translation
@@ -1009,6 +1014,7 @@ class CoPartModel(keras.Model):
       "canonical_concentration": canonical,
       "redundancy": redundancy,
       "seek": seek,
+      "balance": balance,
       "consistency": consistency,
       "extent": extent,
     }

@@ -107,7 +107,7 @@ class TrainConfig:
       raise ConfigError(f"--linear_from={self.linear_from!r}: regression or heatmap")
     if self.linear_from == "heatmap" and self.shift_from != "heatmap":
       raise ConfigError("--linear_from=heatmap: needs --shift_from=heatmap")
-    for term in ("seek", "consistency", "extent"):
+    for term in ("seek", "balance", "consistency", "extent"):
       if self.loss_weights.get(term) and self.shift_from != "heatmap":
         raise ConfigError(f"--loss_{term}={self.loss_weights[term]}: needs --shift_from=heatmap")
     if self.gate_masks_by_claims and self.shift_from != "heatmap":
