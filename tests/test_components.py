@@ -478,6 +478,18 @@ class ColourMattingTest(tf.test.TestCase):
     self.assertAllClose(depth[8, 12], 4.0 * (2 * 0.01 / 0.1 - 1), atol=1e-4)
     self.assertAllClose(depth[0, 0], -4.0)
 
+  def test_decode_adds_the_shaded_matting_of_the_moved_pixels(self):
+    model = _ladder_model(colour_matting_gain=4.0, background_colour="row_median")
+    images = tf.random.stateless_uniform([1, SIZE, SIZE, 3], seed=[3, 4])
+    motion = tf.constant(np.stack([_pose(0.1, 0.0, 1.0), _pose(0.0, -0.2, 0.9)])[None])
+    latents = tf.random.stateless_normal([3, SIZE // 4, SIZE // 4, 16], seed=[5, 6])
+    _, depth = model._decode(latents, images, [motion])
+    _, decoded = model.decoder(latents)
+    background = copart_model._background_colours(images, "row_median")
+    matting = model._matting_depth(images, background, None, motion)
+    self.assertAllClose(depth[1:] - decoded[1:], matting, atol=1e-5)
+    self.assertAllClose(depth[:1], decoded[:1], atol=1e-6)  # not the background's
+
   def test_matting_needs_the_pixel_skip(self):
     with self.assertRaisesRegex(ValueError, "colour_matting_gain needs warp_source_pixels"):
       CoPartModel(num_parts=2, preset="tiny", image_size=SIZE, colour_matting_gain=4.0)

@@ -495,7 +495,7 @@ class CoPartModel(keras.Model):
     """Warps folded part maps `[B*K, h, w, C]` by `[B, K, 2, 3]` output->input maps."""
     return warp_lib.warp_affine(folded_maps, tf.reshape(affines_out_to_in, [-1, 2, 3]))
 
-  def _pixel_skip(self, images, background, part_motion=(None,), colours=None):
+  def _pixel_skip(self, images, background, part_motion=(None,), colours=None, moved=None):
     """The pixels added to the decoded part images with `warp_source_pixels`.
 
     Why: the decoder has to learn every colour from scratch, and a flat background colour that
@@ -517,6 +517,7 @@ class CoPartModel(keras.Model):
         None (not moved), one per group of part images decoded together.
       colours: `[B, K, 3]` flat part colours (`part_colours`) in place of the moved pixels
         (a flat colour is the same under any motion), or None.
+      moved: the moved pixels `[B*K, S, S, 3]` of each group if the caller has them.
 
     Returns:
       `[B + G*B*K, S, S, 3]`: background rows first, then each group's parts folded into the
@@ -528,7 +529,9 @@ class CoPartModel(keras.Model):
         tf.reshape(colours, [-1, 1, 1, 3]), [shape[0] * self.num_parts, shape[1], shape[2], 3]
       )
       return tf.concat([background] + [flat] * len(part_motion), axis=0)
-    return tf.concat([background] + [self._moved_pixels(images, m) for m in part_motion], axis=0)
+    if moved is None:
+      moved = [self._moved_pixels(images, m) for m in part_motion]
+    return tf.concat([background] + list(moved), axis=0)
 
   def part_colours(self, images, affines, heatmap_logits=None, background=None):
     """Each part's flat colour in each image (`flat_part_colours`), `[B, K, 3]`.
@@ -581,14 +584,20 @@ class CoPartModel(keras.Model):
       depth = self.depth_bound * tf.tanh(depth / self.depth_bound)
     if self.warp_source_pixels:
       background = _background_colours(images, self.background_colour)  # one sort, all uses
-      colours = None
+      colours = moved = None
       if self.flat_part_colours:
         colours = self.part_colours(images, affines, heatmap_logits, background)
-      part_images += self._pixel_skip(images, background, part_motion, colours)
+      else:  # warped once, for the skip and the matting
+        moved = [self._moved_pixels(images, m) for m in part_motion]
+      part_images += self._pixel_skip(images, background, part_motion, colours, moved)
       batch = tf.shape(images)[0]
       bg_depth, parts_depth = tf.split(depth, [batch, -1], axis=0)
       if self.colour_matting_gain:
-        matting = [self._matting_depth(images, background, colours, m) for m in part_motion]
+        pixels = moved or [None] * len(part_motion)
+        matting = [
+          self._matting_depth(images, background, colours, m, p)
+          for m, p in zip(part_motion, pixels, strict=True)
+        ]
         parts_depth += tf.concat(matting, axis=0)
       if self.presence_threshold:
         presence = self._log_presence(images, background, heatmap_logits)
@@ -611,7 +620,7 @@ class CoPartModel(keras.Model):
     ratio = tf.stop_gradient(shares) / self.presence_threshold
     return tf.math.log(tf.clip_by_value(ratio, 1e-3, 1.0))
 
-  def _matting_depth(self, images, background, colours, motion):
+  def _matting_depth(self, images, background, colours, motion, pixels=None):
     """The matting log-odds of each part's moved source pixels (`colour_matting_gain`).
 
     gain x (2 alpha - 1), 0 where the part covers half the pixel, with alpha the pixel P's
@@ -627,11 +636,13 @@ class CoPartModel(keras.Model):
       background: their `_background_colours` `[B, S, S, 3]` (moved with the pixels).
       colours: `[B, K, 3]` flat part colours, or None.
       motion: `[B, K, 2, 3]` output -> input map of the parts' pixels, or None (not moved).
+      pixels: `_moved_pixels(images, motion)` if the caller has them.
 
     Returns:
       `[B*K, S, S, 1]`, the parts folded into the batch.
     """
-    pixels = self._moved_pixels(images, motion)  # [B*K, S, S, 3]
+    if pixels is None:
+      pixels = self._moved_pixels(images, motion)  # [B*K, S, S, 3]
     # One colour per frame is the same under any motion (and not zero-filled off the frame).
     still = self.background_colour == "frame_median"
     plain = self._moved_pixels(background, None if still else motion)
