@@ -147,12 +147,6 @@ DEPTH_BOUND = flags.DEFINE_float(
   "> 0 bounds the decoded depth logits to (-bound, bound) with a scaled tanh, so the decoder "
   "cannot switch a part off for good (0 = reference: unbounded).",
 )
-SEEK_CLAIM_FLOOR = flags.DEFINE_float(
-  "seek_claim_floor",
-  _D.seek_claim_floor,
-  "With --loss_seek: the seek term's claims become (1 - f) claims + f / K, so a part that claims "
-  "no content is still drawn to it (0 = plain claims).",
-)
 BACKGROUND_COLOUR = flags.DEFINE_enum(
   "background_colour",
   _D.background_colour,

@@ -76,9 +76,3 @@ def test_background_colour_is_checked_and_reaches_the_model():
   config.background_colour = "row_median"
   config.validate()
   assert config.model_kwargs("none")["background_colour"] == "row_median"
-
-
-def test_seek_claim_floor_is_a_fraction():
-  config = TrainConfig(data_dir="d", model_dir="m", seek_claim_floor=1.0)
-  with pytest.raises(ConfigError, match="--seek_claim_floor=1.0: must be in"):
-    config.validate()

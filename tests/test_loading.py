@@ -55,7 +55,6 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       "presence_threshold": 0.03,
       "depth_bound": 5.0,
       "background_colour": "row_median",
-      "seek_claim_floor": 0.2,
       "initial_scale": 0.05,  # below the tanh range: only valid with log scales
     }
     model = loading.model_from_run_config(config)
@@ -65,7 +64,6 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       self.assertEqual(clone.scale_activation, "log")
       self.assertEqual((clone.colour_matting_gain, clone.presence_threshold), (4.0, 0.03))
       self.assertEqual((clone.depth_bound, clone.background_colour), (5.0, "row_median"))
-      self.assertEqual(clone.seek_claim_floor, 0.2)
     out = model(tf.random.stateless_uniform([1, 32, 32, 3], seed=[1, 2]))
     self.assertAllClose(out["scale"], tf.fill([1, 2, 2], 0.05), atol=1e-5)
 

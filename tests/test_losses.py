@@ -316,21 +316,6 @@ class SeekLossTest(tf.test.TestCase):
     share = np.array([0.7, 0.0, 0.0, 0.6]) / 1.3
     self.assertAllClose(loss, -(share[:, None] * claims * log_pdf).sum(), atol=1e-4)
 
-  def test_the_claim_floor_draws_a_part_that_claims_nothing_to_the_content(self):
-    image, background = self._case()
-    # Part 1 peaks on A and claims every cell; part 2 peaks on the empty top-right cell.
-    start = np.array([[[9.0, -9.0], [0.0, 6.0], [9.0, -9.0], [9.0, -9.0]]], np.float32)
-    grads = {}
-    for floor in (0.0, 0.2):
-      logits = tf.Variable(start)
-      with tf.GradientTape() as tape:
-        loss = discovery_lib.seek_loss(tf.reshape(logits, [1, 2, 2, 2]), image, background, floor)
-      grads[floor] = tape.gradient(loss, logits).numpy()[0, :, 1]  # part 2's logits
-    self.assertLess(abs(grads[0.0][[0, 3]]).max(), 1e-6)  # plain claims: no pull at all
-    self.assertLess(grads[0.2][0], -0.04)  # with the floor: drawn to A
-    self.assertLess(grads[0.2][3], -0.04)  # and to B
-    self.assertGreater(grads[0.2][1], 0.05)  # away from the empty cell
-
   def test_no_content_no_pull(self):
     _, background = self._case()
     logits = tf.Variable(np.random.default_rng(0).normal(size=(1, 4, 2)).astype(np.float32))

@@ -36,7 +36,7 @@ def claimed_shares(heatmap_logits, image, background_image):
   return tf.reduce_sum(share * claims, axis=1)
 
 
-def seek_loss(heatmap_logits, image, background_image, claim_floor=0.0):
+def seek_loss(heatmap_logits, image, background_image):
   """Fits each part's heatmap to the content it claims: a k-means step on what the background misses.
 
   ``-sum_u share(u) sum_k claim_k(u) log pdf_k(u)``, mean over the batch, where
@@ -45,8 +45,7 @@ def seek_loss(heatmap_logits, image, background_image, claim_floor=0.0):
   - ``pdf_k`` is the softmax over cells of part k's logits (its heatmap, whose expected position
     is the part's centre with `shift_from="heatmap"`);
   - ``claim_k(u)`` is the softmax over parts of the same logits at cell u (which part claims it).
-  share and claim are constants. With ``claim_floor`` f, the claims are ``(1 - f) claim + f / K``:
-  every part is also pulled, f / K as hard, towards all of the content.
+  share and claim are constants.
 
   Why: the reconstruction's gradient with respect to a part's pose is local to the part's mask.
   A part that starts on plain background gets no gradient towards an object it does not overlap,
@@ -57,16 +56,9 @@ def seek_loss(heatmap_logits, image, background_image, claim_floor=0.0):
   the parts split the content by which one claims it. (A plain "maximise the content under the
   heatmap" term, whose gradient is damped by the pdf, helped rung A less and hurt rung B.)
 
-  A part that claims no content gets no pull at all (k-means' dead cluster): on the 128 px
-  humanoid (rung C; the figure is 5 % of the frame) 6 of 10 parts started on the plain
-  background, claimed a share of 0.001 each in every video and never reached the figure, which
-  3-4 parts split. The claim floor is the usual remedy (a Dirichlet prior on the mixture
-  weights): a dead part drifts to the content, where it starts to claim cells of its own.
-
   Args:
     heatmap_logits: `[B, h, w, K]` logits; the softmax over the h x w cells is each heatmap.
     image, background_image: `[B, H, W, 3]`, H a multiple of h.
-    claim_floor: f in [0, 1), 0 = plain claims.
 
   Returns:
     Scalar >= 0 (a cross-entropy; 0 only if every heatmap is a point on content it alone claims).
@@ -76,8 +68,6 @@ def seek_loss(heatmap_logits, image, background_image, claim_floor=0.0):
   flat = tf.reshape(heatmap_logits, [shape[0], -1, shape[3]])  # [B, n, K]
   share = _shares(content)  # [B, n, 1]
   claims = tf.stop_gradient(tf.nn.softmax(flat, axis=2))  # [B, n, K]
-  if claim_floor:
-    claims = (1.0 - claim_floor) * claims + claim_floor / tf.cast(shape[3], claims.dtype)
   log_pdf = tf.nn.log_softmax(flat, axis=1)
   return -tf.reduce_mean(tf.reduce_sum(share * claims * log_pdf, axis=[1, 2]))
 
@@ -178,7 +168,8 @@ def balance_loss(heatmap_logits, image, background_image):
   Why: the seek term gives a part that claims no content no pull (k-means' dead cluster), and
   a non-parametric heatmap has no reason to give up content it already claims: on the 128 px
   humanoid (rung C, the figure 5 % of the frame) one part ended with 0.9 of the content and 8
-  of 10 claimed 0.001 each. The parts of an articulated figure are all present in nearly every
+  of 10 claimed 0.001 each (a floor f / K on the seek term's claims, f = 0.2, left two parts
+  seen at step 400 of 900, one with 0.79 of the content: tried, deleted). The parts of an articulated figure are all present in nearly every
   frame, so the batch's content should be split among all of them; which split, the
   reconstruction and the other terms decide. (On rung A, whose sprites are absent from many
   videos, a balanced split is wrong: there it made the parts positional.)

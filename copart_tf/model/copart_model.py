@@ -1,7 +1,5 @@
 """CoPartModel: encoder, transform head, latent warp, shared decoder and assembly (DESIGN.md §3-5)."""
 
-import functools
-
 import keras
 import tensorflow as tf
 
@@ -276,8 +274,6 @@ class CoPartModel(keras.Model):
       (`_background_colours`): "frame_median" (one colour per frame) or "row_median" (one per
       row: the humanoid scenes' wall above a floor, where one colour per frame left the wall to
       the parts, which moved onto it).
-    seek_claim_floor: f in [0, 1): the seek term's claims become (1 - f) claims + f / K, so a
-      part that claims no content is still drawn to it (`discovery.seek_loss`); 0 = plain claims.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -312,7 +308,6 @@ class CoPartModel(keras.Model):
     presence_threshold=0.0,
     depth_bound=0.0,
     background_colour="frame_median",
-    seek_claim_floor=0.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -341,8 +336,6 @@ class CoPartModel(keras.Model):
       raise ValueError("presence_threshold needs gate_masks_by_claims and warp_source_pixels")
     if depth_bound < 0:
       raise ValueError(f"depth_bound must be >= 0, got {depth_bound}")
-    if not 0 <= seek_claim_floor < 1:
-      raise ValueError(f"seek_claim_floor must be in [0, 1), got {seek_claim_floor}")
     if background_colour not in BACKGROUND_COLOURS:
       raise ValueError(
         f"background_colour must be frame_median|row_median, got {background_colour!r}"
@@ -376,7 +369,6 @@ class CoPartModel(keras.Model):
     self.presence_threshold = float(presence_threshold)
     self.depth_bound = float(depth_bound)
     self.background_colour = background_colour
-    self.seek_claim_floor = float(seek_claim_floor)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -439,7 +431,6 @@ class CoPartModel(keras.Model):
       "presence_threshold": self.presence_threshold,
       "depth_bound": self.depth_bound,
       "background_colour": self.background_colour,
-      "seek_claim_floor": self.seek_claim_floor,
       "flat_part_colours": self.flat_part_colours,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
@@ -971,11 +962,7 @@ class CoPartModel(keras.Model):
         outputs["target_heatmap_logits"], target, outputs["target_part_images"][..., 0, :]
       )
 
-    seek = zero
-    if w["seek"]:
-      seek = on_both_frames(
-        functools.partial(discovery_lib.seek_loss, claim_floor=self.seek_claim_floor)
-      )
+    seek = on_both_frames(discovery_lib.seek_loss) if w["seek"] else zero
     balance = on_both_frames(discovery_lib.balance_loss) if w["balance"] else zero
     consistency = on_both_frames(discovery_lib.consistency_loss) if w["consistency"] else zero
     extent = zero

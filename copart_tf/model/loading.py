@@ -82,7 +82,6 @@ def model_from_run_config(config, part_names=None):
     presence_threshold=config.get("presence_threshold", 0.0),
     depth_bound=config.get("depth_bound", 0.0),
     background_colour=config.get("background_colour", "frame_median"),
-    seek_claim_floor=config.get("seek_claim_floor", 0.0),
     linear_from=config.get("linear_from", "regression"),
     scale_activation=config.get("scale_activation", "tanh"),
     perceptual_loss="none",  # inference only: the loss is never evaluated

@@ -49,7 +49,6 @@ class TrainConfig:
   presence_threshold: float = 0.0
   depth_bound: float = 0.0
   background_colour: str = "frame_median"
-  seek_claim_floor: float = 0.0
   linear_from: str = "regression"
   scale_activation: str = "tanh"
   background_on: str = "retarget"
@@ -120,8 +119,6 @@ class TrainConfig:
       raise ConfigError("--colour_matting_gain: needs --warp_source_pixels")
     if self.depth_bound < 0:
       raise ConfigError(f"--depth_bound={self.depth_bound}: must be >= 0")
-    if not 0 <= self.seek_claim_floor < 1:
-      raise ConfigError(f"--seek_claim_floor={self.seek_claim_floor}: must be in [0, 1)")
     if self.background_colour not in ("frame_median", "row_median"):
       raise ConfigError(
         f"--background_colour={self.background_colour!r}: frame_median or row_median"
@@ -179,7 +176,6 @@ class TrainConfig:
       "presence_threshold": self.presence_threshold,
       "depth_bound": self.depth_bound,
       "background_colour": self.background_colour,
-      "seek_claim_floor": self.seek_claim_floor,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
       "perceptual_loss": perceptual,
