@@ -109,11 +109,11 @@ PAIR_GAP = 8  # test pairs as the quality ladder's: source frame 0, targets 8, 1
 BAR_FG_IOU = 0.95
 BAR_PART_IOU = 0.85
 DEFAULT_CONFIG = os.path.join(ROOT, "configs", "sprites.cfg")
-# Loss terms switched off in the derived recipe: seek, balance, consistency and extent act on the transform
-# head's heatmap logits (the parts' claims) or fit the poses to them, and equivariance on the poses
-# of a warped frame; all five only train the poses. The oracle check has no poses to train (its
-# stand-in head returns the true poses and all-zero heatmap logits), and the supervised check
-# trains the encoder and the transform head on the true poses alone.
+# Loss terms switched off in the derived recipe: seek, balance, consistency and extent act on the
+# transform head's heatmap logits (the parts' claims) or fit the poses to them, and equivariance
+# on the poses of a warped frame; all five only train the poses. The oracle check has no poses to
+# train (its stand-in head returns the true poses and all-zero heatmap logits), and the supervised
+# check trains the encoder and the transform head on the true poses alone.
 POSE_ONLY_TERMS = ("seek", "balance", "consistency", "extent", "equivariance")
 # The pose of a sprite without pose_visible: std 0.1, centred 2.5 frame widths right of and below
 # the frame (normalised coordinates span [-1, 1]).

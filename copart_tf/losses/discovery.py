@@ -169,10 +169,11 @@ def balance_loss(heatmap_logits, image, background_image):
   a non-parametric heatmap has no reason to give up content it already claims: on the 128 px
   humanoid (rung C, the figure 5 % of the frame) one part ended with 0.9 of the content and 8
   of 10 claimed 0.001 each (a floor f / K on the seek term's claims, f = 0.2, left two parts
-  seen at step 400 of 900, one with 0.79 of the content: tried, deleted). The parts of an articulated figure are all present in nearly every
-  frame, so the batch's content should be split among all of them; which split, the
-  reconstruction and the other terms decide. (On rung A, whose sprites are absent from many
-  videos, a balanced split is wrong: there it made the parts positional.)
+  seen at step 400 of 900, one with 0.79 of the content: tried, deleted). The parts of an
+  articulated figure are all present in nearly every frame, so the batch's content should be
+  split among all of them; which split, the reconstruction and the other terms decide. (On
+  rung A, whose sprites are absent from many videos, a balanced split is wrong: there it made
+  the parts positional.)
 
   Args:
     heatmap_logits: `[B, h, w, K]`.

@@ -634,12 +634,8 @@ class CoPartModel(keras.Model):
     """
     if pixels is None:
       pixels = self._moved_pixels(images, motion)  # [B*K, S, S, 3]
-    # One colour per frame is the same under any motion (and not zero-filled off the frame).
     still = self.background_colour == "frame_median"
-    plain = self._moved_pixels(background, None if still else motion)
-    if colours is None:
-      alpha = tf.reduce_mean(tf.abs(pixels - plain), -1) / MATTING_CONTRAST
-    elif still:
+    if colours is not None and still:
       # The same arithmetic per image rather than per pixel: rung A's identity is chaotic in the
       # last bit (the per-pixel form, equal up to rounding, took the learning test's multi-sprite
       # identity from 0.939 to 0.484), so the measured path is kept bit for bit.
@@ -648,9 +644,14 @@ class CoPartModel(keras.Model):
       along = tf.einsum("nhwc,nc->nhw", pixels - median[:, None, None, :], direction)
       alpha = along / (tf.reduce_sum(tf.square(direction), -1)[:, None, None] + 0.01)
     else:
-      direction = tf.reshape(colours, [-1, 1, 1, 3]) - plain
-      along = tf.reduce_sum((pixels - plain) * direction, -1)
-      alpha = along / (tf.reduce_sum(tf.square(direction), -1) + 0.01)
+      # One colour per frame is the same under any motion (and not zero-filled off the frame).
+      plain = self._moved_pixels(background, None if still else motion)
+      if colours is None:
+        alpha = tf.reduce_mean(tf.abs(pixels - plain), -1) / MATTING_CONTRAST
+      else:
+        direction = tf.reshape(colours, [-1, 1, 1, 3]) - plain
+        along = tf.reduce_sum((pixels - plain) * direction, -1)
+        alpha = along / (tf.reduce_sum(tf.square(direction), -1) + 0.01)
     return self.colour_matting_gain * (2.0 * tf.clip_by_value(alpha, 0.0, 1.0) - 1.0)[..., None]
 
   @staticmethod
