@@ -345,39 +345,6 @@ class BalanceLossTest(tf.test.TestCase):
     self.assertAllClose(discovery_lib.balance_loss(logits, image, background), 0.0, atol=1e-6)
 
 
-class MaskShareLossTest(tf.test.TestCase):
-  """Masks `[1, 2, 2, 3]`: background and two parts, softmax over depth logits."""
-
-  def test_an_even_split_costs_nothing(self):
-    masks = tf.constant([[[[0.0, 0.5, 0.5], [1.0, 0.0, 0.0]], [[0.2, 0.4, 0.4], [1.0, 0.0, 0.0]]]])
-    self.assertAllClose(discovery_lib.mask_share_loss(masks), 0.0, atol=1e-6)
-
-  def test_a_hidden_part_pays_and_descent_raises_it_where_it_is_least_hidden(self):
-    # Part 2 is under part 1 everywhere, least so at pixel (0, 0).
-    depth = tf.Variable(
-      np.array(
-        [[[[0.0, 6.0, -2.0], [0.0, 6.0, -8.0]], [[0.0, -9.0, -9.0], [0.0, 6.0, -8.0]]]], np.float32
-      )
-    )
-    with tf.GradientTape() as tape:
-      masks = tf.nn.softmax(depth, axis=-1)
-      loss = discovery_lib.mask_share_loss(masks)
-    share = masks.numpy()[0, ..., 2].sum() / masks.numpy()[0, ..., 1:].sum()
-    self.assertAllClose(loss, -0.5 * (np.log(2 * (1 - share)) + np.log(2 * share)), rtol=1e-4)
-    self.assertGreater(loss.numpy(), 2.0)
-    grad = tape.gradient(loss, depth).numpy()[0, ..., 2]
-    self.assertLess(grad[0, 0], 0.0)  # descent raises part 2's depth ...
-    self.assertLess(grad[0, 0], 10 * grad[0, 1])  # ... most where it is least hidden
-    # The entropy form (balance_loss's) has almost no gradient left for it.
-    with tf.GradientTape() as tape:
-      masks = tf.nn.softmax(depth, axis=-1)
-      mass = tf.reduce_sum(masks[..., 1:], axis=[0, 1, 2])
-      q = mass / tf.reduce_sum(mass)
-      entropy_form = tf.reduce_sum(q * tf.math.log(q))
-    entropy_grad = tape.gradient(entropy_form, depth).numpy()[0, 0, 0, 2]
-    self.assertLess(abs(entropy_grad), 0.05 * abs(grad[0, 0]))
-
-
 class ConsistencyLossTest(tf.test.TestCase):
   """Two 8 x 8 frames (two videos), claims on their 4 x 4 grid: a red and a blue object, at the
   top-left and bottom-right quarters in frame 0 and swapped in frame 1."""

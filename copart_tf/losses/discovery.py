@@ -186,32 +186,3 @@ def balance_loss(heatmap_logits, image, background_image):
   marginal /= tf.reduce_sum(marginal) + 1e-8
   num_parts = tf.cast(tf.shape(marginal)[0], marginal.dtype)
   return tf.math.log(num_parts) + tf.reduce_sum(marginal * tf.math.log(marginal + 1e-8))
-
-
-def mask_share_loss(masks, floor=1e-4):
-  """Mean over parts of -log(K q_k), ``q_k`` the part's share of the batch's decoded foreground.
-
-  ``q_k`` = the mean over the batch of each image's ``sum_u m_k(u) / sum_u sum_j m_j(u)`` (parts
-  only, the background layer left out); the loss is ``KL(uniform || q)``: 0 when every part
-  holds 1/K of the foreground mass, ``log(1 / (K floor))`` at most for a part that holds none.
-
-  Why: `balance_loss` keeps every part's heatmap claiming content, but on rung C a part can
-  claim content (0.01-0.05 of it) and still win no pixel of the decoded masks: at the tenth
-  session's recipe without the presence gate, two of ten parts were seen in 14 % and 3 % of the
-  test frames, and the majority mapping gave two labels no part. The entropy form of
-  `balance_loss` has no gradient left for such a part (``d q log q / d log q = q (log q + 1)``,
-  ~1e-3 at q = 1e-4); ``-log q_k`` keeps a gradient of about 1 on the part's log mass, and it
-  flows through the softmax to the pixels where the part is least hidden.
-
-  Args:
-    masks: `[B, H, W, K+1]` soft masks (softmax over the layers, background first).
-    floor: lower bound on ``q_k`` inside the log (bounds the loss and its gradient).
-
-  Returns:
-    Scalar >= 0.
-  """
-  mass = tf.reduce_sum(masks[..., 1:], axis=[1, 2])  # [B, K]
-  shares = mass / (tf.reduce_sum(mass, axis=-1, keepdims=True) + 1e-8)
-  marginal = tf.reduce_mean(shares, axis=0)
-  num_parts = tf.cast(tf.shape(marginal)[0], marginal.dtype)
-  return -tf.reduce_mean(tf.math.log(tf.maximum(num_parts * marginal, num_parts * floor)))

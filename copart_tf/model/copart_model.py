@@ -39,8 +39,6 @@ DEFAULT_LOSS_WEIGHTS = {
   "seek": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.balance_loss`.
   "balance": 0.0,
-  # Not in the reference: `discovery_lib.mask_share_loss` on the source and target masks.
-  "mask_share": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.consistency_loss`.
   "consistency": 0.0,
   # Not in the reference, needs shift_from="heatmap": `discovery_lib.extent_loss`.
@@ -63,7 +61,6 @@ LOSS_TERMS = (
   "redundancy",
   "seek",
   "balance",
-  "mask_share",
   "consistency",
   "extent",
 )
@@ -976,11 +973,6 @@ class CoPartModel(keras.Model):
 
     seek = on_both_frames(discovery_lib.seek_loss) if w["seek"] else zero
     balance = on_both_frames(discovery_lib.balance_loss) if w["balance"] else zero
-    mask_share = zero
-    if w["mask_share"]:
-      mask_share = discovery_lib.mask_share_loss(
-        outputs["source_masks"]
-      ) + discovery_lib.mask_share_loss(target_masks)
     consistency = on_both_frames(discovery_lib.consistency_loss) if w["consistency"] else zero
     extent = zero
     if w["extent"]:
@@ -1002,7 +994,6 @@ class CoPartModel(keras.Model):
       + w["redundancy"] * redundancy
       + w["seek"] * seek
       + w["balance"] * balance
-      + w["mask_share"] * mask_share
       + w["consistency"] * consistency
       + w["extent"] * extent
       + w["translation"] * translation
@@ -1031,7 +1022,6 @@ class CoPartModel(keras.Model):
       "redundancy": redundancy,
       "seek": seek,
       "balance": balance,
-      "mask_share": mask_share,
       "consistency": consistency,
       "extent": extent,
     }
