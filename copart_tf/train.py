@@ -77,6 +77,21 @@ BACKGROUND_WARMUP = flags.DEFINE_integer(
   _D.background_warmup_steps,
   "Ramp the background loss from 0 to its weight over this many steps (0 = reference).",
 )
+RESEED_EVERY = flags.DEFINE_integer(
+  "reseed_every",
+  _D.reseed_every,
+  "Every this many steps (up to --reseed_until), a part that wins less than --reseed_min_share "
+  "of the batch's foreground pixels becomes a copy of the largest part, split from it along its "
+  "principal axis (copart_tf.training.reseeding; 0 = off, the paper).",
+)
+RESEED_UNTIL = flags.DEFINE_integer(
+  "reseed_until", _D.reseed_until, "Last step at which --reseed_every checks for dead parts."
+)
+RESEED_MIN_SHARE = flags.DEFINE_float(
+  "reseed_min_share",
+  _D.reseed_min_share,
+  "A part winning less than this fraction of the foreground pixels is dead (--reseed_every).",
+)
 MASKS_FOLLOW_POSES = flags.DEFINE_bool(
   "masks_follow_poses",
   _D.masks_follow_poses,

@@ -49,6 +49,9 @@ class TrainConfig:
   presence_threshold: float = 0.0
   depth_bound: float = 0.0
   background_colour: str = "frame_median"
+  reseed_every: int = 0
+  reseed_until: int = 1000
+  reseed_min_share: float = 0.01
   linear_from: str = "regression"
   scale_activation: str = "tanh"
   background_on: str = "retarget"
@@ -123,6 +126,14 @@ class TrainConfig:
       raise ConfigError(
         f"--background_colour={self.background_colour!r}: frame_median or row_median"
       )
+    if self.reseed_every < 0:
+      raise ConfigError(f"--reseed_every={self.reseed_every}: must be >= 0")
+    if self.reseed_every and self.shift_from != "heatmap":
+      raise ConfigError("--reseed_every: needs --shift_from=heatmap")
+    if self.reseed_every and self.strategy == "multi_worker":
+      raise ConfigError("--reseed_every: not with --strategy=multi_worker (workers would differ)")
+    if not 0 < self.reseed_min_share < 1:
+      raise ConfigError(f"--reseed_min_share={self.reseed_min_share}: must be in (0, 1)")
     if not 0 <= self.presence_threshold < 1:
       raise ConfigError(f"--presence_threshold={self.presence_threshold}: must be in [0, 1)")
     if self.presence_threshold and not (self.gate_masks_by_claims and self.warp_source_pixels):

@@ -29,7 +29,7 @@ from copart_tf.model.copart_model import CoPartModel
 from copart_tf.ops import affine as affine_lib
 from copart_tf.training import config as config_lib
 from copart_tf.training import progress as progress_lib
-from copart_tf.training import shutdown, visualize
+from copart_tf.training import reseeding, shutdown, visualize
 from copart_tf.training import strategy as strategy_lib
 from copart_tf.training.fused_adam import FusedAdam
 
@@ -470,6 +470,9 @@ def _run(config, strategy, chief, stop_after_steps, stops):
   if stop_after_steps is not None:
     end_step = min(end_step, step + int(stop_after_steps))
   progress = progress_lib.Progress(config.train_steps, step, config.log_every)
+  reseeder = (
+    reseeding.PartReseeder(config.reseed_min_share) if config.reseed_every and chief else None
+  )
   iterator = iter(dist_dataset)
   interval_start, interval_steps = time.time(), 0
   run_start = time.time()
@@ -493,6 +496,15 @@ def _run(config, strategy, chief, stop_after_steps, stops):
           f"--learning_rate (now {config.learning_rate})"
         )
       progress.update(step, f"loss {total:.4f}")
+      if reseeder and step % config.reseed_every == 0 and step <= config.reseed_until:
+        local = strategy.experimental_local_results(batch)[0]
+        pairs = reseeder(model, optimizer, tf.concat([local["source"], local["target"]], 0))
+        for dead, donor in pairs:
+          logging.info(
+            "step %d: part %d won no pixels, re-seeded from part %d", step, dead + 1, donor + 1
+          )
+        with writer.as_default(step=step):
+          tf.summary.scalar("train/reseeded_parts", len(pairs))
       if step % config.log_every == 0 or step == end_step:
         elapsed = max(time.time() - interval_start, 1e-9)
         values = _scalar_logs(logs)
