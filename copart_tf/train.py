@@ -77,12 +77,6 @@ BACKGROUND_WARMUP = flags.DEFINE_integer(
   _D.background_warmup_steps,
   "Ramp the background loss from 0 to its weight over this many steps (0 = reference).",
 )
-BALANCE_FLOOR = flags.DEFINE_float(
-  "balance_floor",
-  _D.balance_floor,
-  "With --loss_balance: 0 pulls every part's share of the content towards 1/K; f in (0, 1) only "
-  "lifts the parts claiming less than f/K (unequal parts such as a torso and a forearm).",
-)
 RESEED_EVERY = flags.DEFINE_integer(
   "reseed_every",
   _D.reseed_every,

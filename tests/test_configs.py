@@ -45,16 +45,6 @@ def test_discovery_terms_without_heatmap_shifts_are_a_one_line_config_error(term
   config.validate()
 
 
-@pytest.mark.parametrize("floor", [-0.1, 1.0])
-def test_balance_floor_outside_zero_one_is_a_one_line_config_error(floor):
-  config = TrainConfig(data_dir="d", model_dir="m", balance_floor=floor)
-  with pytest.raises(ConfigError, match=f"--balance_floor={floor}: must be in"):
-    config.validate()
-  config.balance_floor = 0.3
-  config.validate()
-  assert config.model_kwargs("none")["balance_floor"] == 0.3
-
-
 def test_claims_gate_without_heatmap_shifts_is_a_one_line_config_error():
   config = TrainConfig(data_dir="d", model_dir="m", gate_masks_by_claims=True)
   with pytest.raises(ConfigError, match="--gate_masks_by_claims: needs --shift_from=heatmap"):

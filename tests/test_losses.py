@@ -338,27 +338,6 @@ class BalanceLossTest(tf.test.TestCase):
     self.assertTrue(np.all(grad[[0, 3], 1] < 0) and np.all(grad[[0, 3], 0] > 0))
     self.assertAllClose(grad[[1, 2]], np.zeros((2, 2)), atol=1e-6)
 
-  def test_floor_form_lifts_only_the_parts_below_the_floor(self):
-    image, background = SeekLossTest()._case()  # content on cells 0 (A, 0.7) and 3 (B, 0.6)
-    # Part 1 claims A, part 2 claims B: shares 0.54 / 0.46, unequal but both above 0.3 / 2.
-    split = np.array([[[9.0, -9.0], [0.0, 0.0], [0.0, 0.0], [-9.0, 9.0]]], np.float32)
-    logits = tf.Variable(split)
-    with tf.GradientTape() as tape:
-      loss = discovery_lib.balance_loss(tf.reshape(logits, [1, 2, 2, 2]), image, background, 0.3)
-    self.assertAllClose(loss, 0.0, atol=1e-6)
-    self.assertAllClose(tape.gradient(loss, logits), np.zeros((1, 4, 2)), atol=1e-6)
-    # The entropy form still pulls this split towards 1/2 each.
-    entropy = discovery_lib.balance_loss(tf.reshape(split, [1, 2, 2, 2]), image, background)
-    self.assertGreater(float(entropy), 1e-3)
-    # Part 1 claims everything: part 2 (share ~0) pays log(0.15 / q_2) and is raised on content.
-    logits = tf.Variable(np.array([[[9.0, -9.0]] * 4], np.float32))
-    with tf.GradientTape() as tape:
-      loss = discovery_lib.balance_loss(tf.reshape(logits, [1, 2, 2, 2]), image, background, 0.3)
-    self.assertGreater(float(loss), 5.0)
-    grad = tape.gradient(loss, logits).numpy()[0]
-    self.assertTrue(np.all(grad[[0, 3], 1] < 0) and np.all(grad[[0, 3], 0] > 0))
-    self.assertAllClose(grad[[1, 2]], np.zeros((2, 2)), atol=1e-6)
-
   def test_an_even_split_costs_nothing(self):
     image, background = SeekLossTest()._case()
     # Each part claims half of every content cell.

@@ -159,13 +159,11 @@ def extent_loss(heatmap_logits, affines, image, background_image, eps=1.0):
   return tf.reduce_mean(tf.reduce_sum(num_parts * share * frobenius, axis=-1))
 
 
-def balance_loss(heatmap_logits, image, background_image, floor=0.0):
+def balance_loss(heatmap_logits, image, background_image):
   """log K - the entropy of the parts' claimed shares of the content over the batch.
 
   ``log K + sum_k q_k log q_k``, ``q_k`` the mean over the batch of `claimed_shares` (the
   content constant, the claims not): 0 when every part claims 1/K of the batch's content.
-  With ``floor`` f in (0, 1), ``sum_k max(0, log(f / K) - log q_k)`` instead: 0 once every part
-  claims at least f / K, whatever the split above it.
 
   Why: the seek term gives a part that claims no content no pull (k-means' dead cluster), and
   a non-parametric heatmap has no reason to give up content it already claims: on the 128 px
@@ -175,21 +173,16 @@ def balance_loss(heatmap_logits, image, background_image, floor=0.0):
   articulated figure are all present in nearly every frame, so the batch's content should be
   split among all of them; which split, the reconstruction and the other terms decide. (On
   rung A, whose sprites are absent from many videos, a balanced split is wrong: there it made
-  the parts positional.) The floor form keeps the parts alive without asking for equal shares:
-  the humanoid's torso holds several times a forearm's pixels, and equal shares cut it in pieces.
+  the parts positional.)
 
   Args:
     heatmap_logits: `[B, h, w, K]`.
     image, background_image: `[B, H, W, 3]`, H a multiple of h.
-    floor: 0 for the entropy form; in (0, 1) for the floor form.
 
   Returns:
-    Scalar in [0, log K] (entropy form) or >= 0 (floor form).
+    Scalar in [0, log K].
   """
   marginal = tf.reduce_mean(claimed_shares(heatmap_logits, image, background_image), axis=0)
   marginal /= tf.reduce_sum(marginal) + 1e-8
   num_parts = tf.cast(tf.shape(marginal)[0], marginal.dtype)
-  if floor:
-    log_floor = tf.math.log(floor / num_parts)
-    return tf.reduce_sum(tf.nn.relu(log_floor - tf.math.log(marginal + 1e-8)))
   return tf.math.log(num_parts) + tf.reduce_sum(marginal * tf.math.log(marginal + 1e-8))

@@ -1,7 +1,5 @@
 """CoPartModel: encoder, transform head, latent warp, shared decoder and assembly (DESIGN.md §3-5)."""
 
-import functools
-
 import keras
 import tensorflow as tf
 
@@ -276,9 +274,6 @@ class CoPartModel(keras.Model):
       (`_background_colours`): "frame_median" (one colour per frame) or "row_median" (one per
       row: the humanoid scenes' wall above a floor, where one colour per frame left the wall to
       the parts, which moved onto it).
-    balance_floor: the form of the balance loss (`discovery_lib.balance_loss`): 0 pulls every
-      part's claimed share of the content towards 1/K; f in (0, 1) only lifts the shares below
-      f / K (a part of an articulated figure may be several times smaller than another).
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -313,7 +308,6 @@ class CoPartModel(keras.Model):
     presence_threshold=0.0,
     depth_bound=0.0,
     background_colour="frame_median",
-    balance_floor=0.0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -342,8 +336,6 @@ class CoPartModel(keras.Model):
       raise ValueError("presence_threshold needs gate_masks_by_claims and warp_source_pixels")
     if depth_bound < 0:
       raise ValueError(f"depth_bound must be >= 0, got {depth_bound}")
-    if not 0 <= balance_floor < 1:
-      raise ValueError(f"balance_floor must be in [0, 1), got {balance_floor}")
     if background_colour not in BACKGROUND_COLOURS:
       raise ValueError(
         f"background_colour must be frame_median|row_median, got {background_colour!r}"
@@ -377,7 +369,6 @@ class CoPartModel(keras.Model):
     self.presence_threshold = float(presence_threshold)
     self.depth_bound = float(depth_bound)
     self.background_colour = background_colour
-    self.balance_floor = float(balance_floor)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -440,7 +431,6 @@ class CoPartModel(keras.Model):
       "presence_threshold": self.presence_threshold,
       "depth_bound": self.depth_bound,
       "background_colour": self.background_colour,
-      "balance_floor": self.balance_floor,
       "flat_part_colours": self.flat_part_colours,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
@@ -982,11 +972,7 @@ class CoPartModel(keras.Model):
       )
 
     seek = on_both_frames(discovery_lib.seek_loss) if w["seek"] else zero
-    balance = zero
-    if w["balance"]:
-      balance = on_both_frames(
-        functools.partial(discovery_lib.balance_loss, floor=self.balance_floor)
-      )
+    balance = on_both_frames(discovery_lib.balance_loss) if w["balance"] else zero
     consistency = on_both_frames(discovery_lib.consistency_loss) if w["consistency"] else zero
     extent = zero
     if w["extent"]:

@@ -49,7 +49,6 @@ class TrainConfig:
   presence_threshold: float = 0.0
   depth_bound: float = 0.0
   background_colour: str = "frame_median"
-  balance_floor: float = 0.0
   reseed_every: int = 0
   reseed_until: int = 1000
   reseed_min_share: float = 0.01
@@ -127,8 +126,6 @@ class TrainConfig:
       raise ConfigError(
         f"--background_colour={self.background_colour!r}: frame_median or row_median"
       )
-    if not 0 <= self.balance_floor < 1:
-      raise ConfigError(f"--balance_floor={self.balance_floor}: must be in [0, 1)")
     if self.reseed_every < 0:
       raise ConfigError(f"--reseed_every={self.reseed_every}: must be >= 0")
     if self.reseed_every and self.shift_from != "heatmap":
@@ -190,7 +187,6 @@ class TrainConfig:
       "presence_threshold": self.presence_threshold,
       "depth_bound": self.depth_bound,
       "background_colour": self.background_colour,
-      "balance_floor": self.balance_floor,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
       "perceptual_loss": perceptual,
