@@ -92,13 +92,6 @@ RESEED_MIN_SHARE = flags.DEFINE_float(
   _D.reseed_min_share,
   "A part winning less than this fraction of the foreground pixels is dead (--reseed_every).",
 )
-RESEED_DONOR = flags.DEFINE_enum(
-  "reseed_donor",
-  _D.reseed_donor,
-  ["largest", "widest"],
-  "The part a dead part is split from (--reseed_every): the one winning the most pixels, or the "
-  "one whose pixels spread the most around their centroid in each image (bisecting k-means).",
-)
 MASKS_FOLLOW_POSES = flags.DEFINE_bool(
   "masks_follow_poses",
   _D.masks_follow_poses,

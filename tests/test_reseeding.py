@@ -93,29 +93,6 @@ class ReseedingTest(tf.test.TestCase):
     centres = model(images)["centers"].numpy()
     self.assertGreater(np.linalg.norm(centres[:, 2] - centres[:, donor], axis=-1).min(), 0.05)
 
-  def test_within_image_sse_ranks_two_separate_limbs_above_a_larger_compact_part(self):
-    labels = np.zeros((2, 16, 16), np.int64)
-    labels[:, 4:8, 4:8] = 1  # a 4x4 block: 16 px per image
-    labels[0, 12:14, 0:2] = labels[0, 12:14, 10:12] = 2  # two 2x2 blocks 10 px apart: 8 px
-    labels[1, 2:4, 3:5] = labels[1, 2:4, 13:15] = 2  # the same pair elsewhere in image 1
-    one, two = (reseeding.within_image_sse(labels, k) for k in (1, 2))
-    self.assertGreater(two, 3 * one)
-    # Within each image: the pair moved elsewhere in image 1 adds the same as in image 0.
-    self.assertAllClose(two, 2 * reseeding.within_image_sse(labels[:1], 2))
-    self.assertEqual(reseeding.within_image_sse(labels, 3), 0.0)
-
-  def test_the_widest_donor_is_chosen_and_split(self):
-    model, optimizer = _model()
-    images = _images()
-    _kill(model, 2)
-    labels = model(images)["part_labels"].numpy()
-    sse = [reseeding.within_image_sse(labels, k + 1) for k in range(K)]
-    pairs = reseeding.PartReseeder(min_share=0.01, donor="widest")(model, optimizer, images)
-    self.assertEqual(pairs, [(2, int(np.argmax(sse)))])
-    self.assertGreater(_counts(model, images)[2], 0)
-    with self.assertRaisesRegex(ValueError, "donor must be one of"):
-      reseeding.PartReseeder(donor="smallest")
-
   def test_nothing_to_do_when_every_part_is_alive_or_none_is(self):
     model, optimizer = _model()
     images = _images()
@@ -133,11 +110,7 @@ class ReseedingTest(tf.test.TestCase):
       config_lib.TrainConfig(reseed_every=100).validate()
     with self.assertRaisesRegex(ConfigError, "--reseed_min_share=0"):
       config_lib.TrainConfig(reseed_every=100, shift_from="heatmap", reseed_min_share=0).validate()
-    with self.assertRaisesRegex(ConfigError, "--reseed_donor='smallest': largest or widest"):
-      config_lib.TrainConfig(
-        reseed_every=100, shift_from="heatmap", reseed_donor="smallest"
-      ).validate()
-    config_lib.TrainConfig(reseed_every=100, shift_from="heatmap", reseed_donor="widest").validate()
+    config_lib.TrainConfig(reseed_every=100, shift_from="heatmap").validate()
 
 
 if __name__ == "__main__":

@@ -52,7 +52,6 @@ class TrainConfig:
   reseed_every: int = 0
   reseed_until: int = 1000
   reseed_min_share: float = 0.01
-  reseed_donor: str = "largest"
   linear_from: str = "regression"
   scale_activation: str = "tanh"
   background_on: str = "retarget"
@@ -133,8 +132,6 @@ class TrainConfig:
       raise ConfigError("--reseed_every: needs --shift_from=heatmap")
     if self.reseed_every and self.strategy == "multi_worker":
       raise ConfigError("--reseed_every: not with --strategy=multi_worker (workers would differ)")
-    if self.reseed_donor not in ("largest", "widest"):
-      raise ConfigError(f"--reseed_donor={self.reseed_donor!r}: largest or widest")
     if not 0 < self.reseed_min_share < 1:
       raise ConfigError(f"--reseed_min_share={self.reseed_min_share}: must be in (0, 1)")
     if not 0 <= self.presence_threshold < 1:

@@ -18,13 +18,6 @@ The two are told apart by a ramp on their heatmap-bias logits along the donor's 
 each starts with one end of the donor's region, and the reconstruction decides where the cut
 ends up (a region with two independent motions cannot be followed by one pose).
 
-Which part gives: `donor="largest"` (default) takes the part that wins the most pixels.
-`donor="widest"` takes the part whose pixels lie farthest from their own centroid in each image
-(the largest within-image sum of squared distances: bisecting k-means splits the cluster of
-largest SSE), and splits it along the principal axis of its pixels centred per image. Why: on
-the humanoid a part can hold both shins or both thighs, two limbs side by side that move apart
-(docs/EXPERIMENTS.md section 17); the largest part is the torso, which is one rigid body.
-
 Needs `shift_from="heatmap"` (the heatmap bias is where the split is written).
 
 Example:
@@ -91,49 +84,21 @@ def _principal_axis(points):
   return centre, vectors[:, -1], float(np.sqrt(values[-1]))
 
 
-def _pixel_points(mask):
-  """Boolean `[S, S]` -> the (x, y) grid coordinates `[N, 2]` of its pixels."""
-  size = mask.shape[-1]
-  return grid_lib.make_grid_np(size, size)[mask].astype(np.float64)
-
-
-def within_image_sse(labels, part):
-  """Sum over images of the squared distances of `part`'s pixels from their centroid in that image.
-
-  Args:
-    labels: int `[B, S, S]` part labels (0 = background).
-    part: the 1-based label.
-  """
-  total = 0.0
-  for mask in labels == part:
-    points = _pixel_points(mask)
-    if len(points):
-      total += float(np.sum(np.square(points - points.mean(axis=0))))
-  return total
-
-
-DONORS = ("largest", "widest")
-
-
 class PartReseeder:
-  """Re-seeds dead parts from the largest (or the widest) one (see the module docstring).
+  """Re-seeds dead parts from the largest one (see the module docstring).
 
   Args:
     min_share: a part that wins less than this fraction of the predicted foreground pixels of
       the checked images is dead.
     split_logit: the heatmap-bias ramp that splits the donor from its copy, in logits at one
       standard deviation of the donor's pixels along its principal axis.
-    donor: "largest" (most pixels) or "widest" (largest within-image SSE).
   """
 
-  def __init__(self, min_share=0.01, split_logit=1.0, donor="largest"):
+  def __init__(self, min_share=0.01, split_logit=1.0):
     if not 0 < min_share < 1:
       raise ValueError(f"min_share must be in (0, 1), got {min_share}")
-    if donor not in DONORS:
-      raise ValueError(f"donor must be one of {DONORS}, got {donor!r}")
     self.min_share = float(min_share)
     self.split_logit = float(split_logit)
-    self.donor = donor
 
   def __call__(self, model, optimizer, images):
     """Checks `images` `[B, S, S, 3]`; returns the `(dead, donor)` pairs re-seeded (0-based)."""
@@ -143,14 +108,10 @@ class PartReseeder:
     counts = np.bincount(labels.reshape(-1), minlength=model.num_parts + 1)[1:]
     shares = counts / max(counts.sum(), 1)
     dead = [int(k) for k in np.flatnonzero(shares < self.min_share)]
-    if self.donor == "widest":
-      score = np.array([within_image_sse(labels, k + 1) for k in range(model.num_parts)])
-    else:
-      score = counts.astype(np.float64)
     pairs = []
     taken = set(dead)
     for part in dead:
-      live = [k for k in np.argsort(-score, kind="stable") if k not in taken and counts[k] > 0]
+      live = [k for k in np.argsort(-counts) if k not in taken and counts[k] > 0]
       if not live:
         break
       donor = int(live[0])
@@ -161,21 +122,13 @@ class PartReseeder:
     return pairs
 
   def _split(self, model, donor_pixels, donor, part):
-    """Ramps the two parts' heatmap-bias logits apart along the donor's principal axis.
-
-    "largest": the axis of the donor's pixels of all images pooled. "widest": of its pixels
-    centred on their centroid in each image (the shape of the part, not where it moved), the
-    ramp centred on the mean of those centroids.
-    """
-    per_image = [_pixel_points(mask) for mask in donor_pixels]
-    points = np.concatenate(per_image)  # [N, 2]
+    """Ramps the two parts' heatmap-bias logits apart along the donor's principal axis."""
+    size = donor_pixels.shape[-1]
+    grid = grid_lib.make_grid_np(size, size)  # [S, S, 2]
+    points = np.broadcast_to(grid, donor_pixels.shape + (2,))[donor_pixels]  # [N, 2]
     if len(points) < 3:
       return
-    centre, axis, spread = _principal_axis(points)
-    if self.donor == "widest":
-      _, axis, spread = _principal_axis(
-        np.concatenate([p - p.mean(axis=0) for p in per_image if len(p)])
-      )
+    centre, axis, spread = _principal_axis(points.astype(np.float64))
     bias = model.transform_head.heatmap_bias
     cells = int(round(np.sqrt(bias.shape[0])))
     cell_grid = grid_lib.make_grid_np(cells, cells).reshape(-1, 2)

@@ -471,9 +471,7 @@ def _run(config, strategy, chief, stop_after_steps, stops):
     end_step = min(end_step, step + int(stop_after_steps))
   progress = progress_lib.Progress(config.train_steps, step, config.log_every)
   reseeder = (
-    reseeding.PartReseeder(config.reseed_min_share, donor=config.reseed_donor)
-    if config.reseed_every and chief
-    else None
+    reseeding.PartReseeder(config.reseed_min_share) if config.reseed_every and chief else None
   )
   iterator = iter(dist_dataset)
   interval_start, interval_steps = time.time(), 0
