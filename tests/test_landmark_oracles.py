@@ -1,0 +1,101 @@
+"""benchmarks/landmark_oracles.py: the left/right helpers on hand-made cases, and one run on figure2d.
+
+The run generates a small figure2d dataset (8 + 2 videos x 16 frames at 64 px, a few seconds)
+and checks the order the rows must come in whatever the data: the labelled parts locate the
+joints far better than no features, and better than the same parts with left and right merged.
+"""
+
+import importlib.util
+import os
+import tempfile
+import unittest
+
+import numpy as np
+import pytest
+
+from copart_tf.data import figure2d
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "landmark_oracles.py")
+
+
+def load_oracles():
+  if not os.path.isfile(SCRIPT):  # e.g. Bazel runfiles without //benchmarks
+    pytest.skip(f"{SCRIPT} is not here (not a source checkout)", allow_module_level=True)
+  spec = importlib.util.spec_from_file_location("landmark_oracles_under_test", SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+oracles = load_oracles()
+
+
+class HelpersTest(unittest.TestCase):
+  def test_pairs_from_names(self):
+    names = ["background", "head", "left_arm", "torso", "right_arm", "left_leg", "tail"]
+    self.assertEqual(oracles.left_right_pairs(names), [(2, 4)])
+    self.assertEqual(
+      oracles.left_right_pairs(figure2d.PART_NAMES), [(3, 4), (5, 6), (7, 8), (9, 10)]
+    )
+
+  def test_merge_relabels_right_as_left(self):
+    parts = np.array([[0, 1, 2], [3, 4, 4]])
+    np.testing.assert_array_equal(
+      oracles.merge_pairs(parts, [(2, 4)]), np.array([[0, 1, 2], [3, 2, 2]])
+    )
+    np.testing.assert_array_equal(parts, np.array([[0, 1, 2], [3, 4, 4]]))  # not in place
+
+  def test_order_by_x_swaps_only_where_right_is_left(self):
+    # Parts 1 and 2 form the pair (labels 1, 2 -> indices 0, 1); part 3 is not in a pair.
+    centroids = np.array(
+      [
+        [[5.0, 1.0], [9.0, 2.0], [0.0, 0.0]],  # already ordered
+        [[9.0, 1.0], [5.0, 2.0], [7.0, 7.0]],  # swapped
+        [[9.0, 1.0], [np.nan, np.nan], [7.0, 7.0]],  # one absent: unchanged
+      ]
+    )
+    out = oracles.order_pairs_by_x(centroids, [(1, 2)])
+    np.testing.assert_array_equal(out[0], centroids[0])
+    np.testing.assert_array_equal(out[1], [[5.0, 2.0], [9.0, 1.0], [7.0, 7.0]])
+    np.testing.assert_array_equal(out[2], centroids[2])
+
+
+class RunTest(unittest.TestCase):
+  def test_rows_on_figure2d(self):
+    with tempfile.TemporaryDirectory() as tmp:
+      data_dir = os.path.join(tmp, "figure2d")
+      figure2d.synthesize_figure2d_dataset(
+        data_dir, train_videos=8, test_videos=2, frames=16, size=64, contact_sheet=False
+      )
+      args = oracles.parse_args([f"--data_dir={data_dir}", "--image_size=64", "--kmeans=2,10"])
+      results = oracles.run(args)
+    rows = {name: row["sum_256"] for name, row in results["rows"].items()}
+    self.assertEqual(
+      list(rows),
+      [
+        "mean landmark",
+        "GT parts",
+        "GT parts, left/right merged",
+        "GT parts, left/right by image side",
+        "position k-means 2",
+        "position k-means 10",
+      ],
+    )
+    self.assertEqual(results["num_fit_frames"], 8 * 16)
+    self.assertEqual(results["num_test_frames"], 2 * 16)
+    self.assertEqual(len(results["left_right_pairs"]), 4)
+    self.assertLess(rows["GT parts"], 0.5 * rows["mean landmark"])
+    self.assertLess(rows["GT parts"], rows["GT parts, left/right merged"])
+    self.assertLess(rows["position k-means 10"], rows["mean landmark"])
+    self.assertIn("GT parts", oracles.format_table(results))
+
+  def test_bad_flags_are_one_line_errors(self):
+    with self.assertRaises(SystemExit):
+      oracles.parse_args(["--kmeans=a,b"])
+    with self.assertRaises(SystemExit):
+      oracles.parse_args(["--data_dir=/nonexistent/dir"])
+
+
+if __name__ == "__main__":
+  unittest.main()
