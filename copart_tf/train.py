@@ -77,12 +77,6 @@ BACKGROUND_WARMUP = flags.DEFINE_integer(
   _D.background_warmup_steps,
   "Ramp the background loss from 0 to its weight over this many steps (0 = reference).",
 )
-DISCOVERY_FADE_START = flags.DEFINE_float(
-  "discovery_fade_start",
-  _D.discovery_fade_start,
-  "Fraction of train_steps after which the discovery terms (seek, balance, consistency, "
-  "extent) fade out by a cosine to 0 at the last step (1 = off, the weights stay).",
-)
 RESEED_EVERY = flags.DEFINE_integer(
   "reseed_every",
   _D.reseed_every,

@@ -76,21 +76,3 @@ def test_background_colour_is_checked_and_reaches_the_model():
   config.background_colour = "row_median"
   config.validate()
   assert config.model_kwargs("none")["background_colour"] == "row_median"
-
-
-def test_discovery_fade_is_checked_and_reaches_the_model_as_steps():
-  config = TrainConfig(data_dir="d", model_dir="m", train_steps=1200, discovery_fade_start=0.5)
-  with pytest.raises(ConfigError, match="--discovery_fade_start: no discovery term to fade"):
-    config.validate()
-  config.shift_from = "heatmap"
-  config.loss_weights["seek"] = 1.0
-  config.validate()
-  kwargs = config.model_kwargs("none")
-  assert (kwargs["discovery_fade_start"], kwargs["discovery_fade_end"]) == (600, 1200)
-  config.discovery_fade_start = 1.5
-  with pytest.raises(ConfigError, match="--discovery_fade_start=1.5: a fraction"):
-    config.validate()
-  config.discovery_fade_start = 1.0  # the default: off
-  config.validate()
-  kwargs = config.model_kwargs("none")
-  assert (kwargs["discovery_fade_start"], kwargs["discovery_fade_end"]) == (0, 0)

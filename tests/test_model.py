@@ -241,39 +241,6 @@ class TrainingTest(tf.test.TestCase):
     self.assertGreater(full, reconstruction)
     self.assertAllClose(half - reconstruction, 0.5 * (full - reconstruction), rtol=1e-5)
 
-  def test_discovery_fade_takes_only_the_discovery_terms_out(self):
-    model = _model(
-      num_parts=2,
-      size=32,
-      shift_from="heatmap",
-      seek=1.0,
-      balance=1.0,
-      extent=1.0,
-      discovery_fade_start=10,
-      discovery_fade_end=20,
-    )
-    model.compile(optimizer=keras.optimizers.Adam(1e-3))
-    model.optimizer.build(model.trainable_variables)
-    source, target = tf.constant(_scene(0)[None]), tf.constant(_scene(4)[None])
-    warp = tf.constant(_warp(1))
-    outputs = model.forward_pair(source, target, warp)
-
-    def total_and_discovery(step):
-      model.optimizer.iterations.assign(step)
-      terms = model.compute_losses(source, target, warp, outputs)
-      discovery = sum(float(terms[t]) for t in ("seek", "balance", "extent"))
-      return float(terms["total"]), discovery
-
-    full, discovery = total_and_discovery(5)  # before the fade: the weights as given
-    self.assertGreater(discovery, 0.0)
-    half, _ = total_and_discovery(15)  # half-way down the cosine
-    gone, still = total_and_discovery(25)  # past the end: the terms are logged, not counted
-    self.assertAllClose(still, discovery, rtol=1e-6)
-    self.assertAllClose(gone, full - discovery, rtol=1e-5)
-    self.assertAllClose(half, full - 0.5 * discovery, rtol=1e-5)
-    with self.assertRaisesRegex(ValueError, "discovery_fade_start"):
-      _model(num_parts=2, size=32, discovery_fade_start=20, discovery_fade_end=10)
-
   @staticmethod
   def _assert_finite(test, values, what):
     for name, value in values:

@@ -1,7 +1,5 @@
 """CoPartModel: encoder, transform head, latent warp, shared decoder and assembly (DESIGN.md §3-5)."""
 
-import math
-
 import keras
 import tensorflow as tf
 
@@ -276,13 +274,6 @@ class CoPartModel(keras.Model):
       (`_background_colours`): "frame_median" (one colour per frame) or "row_median" (one per
       row: the humanoid scenes' wall above a floor, where one colour per frame left the wall to
       the parts, which moved onto it).
-    discovery_fade_start, discovery_fade_end: optimizer steps between which the discovery terms
-      (seek, balance, consistency, extent) fade out by a cosine from their weights to 0 (off when
-      discovery_fade_end <= 0). Why: those terms are a k-means on the content (seek fits each
-      part's heatmap to what it claims, balance gives every part an equal share); they bring
-      parts to life, but kept on they also decide the split, and a positional split cannot beat
-      position k-means on the landmark protocol (docs/EXPERIMENTS.md section 18). Faded out, the
-      reconstruction (motion) decides what the live parts hold.
     **loss_weights: overrides of `DEFAULT_LOSS_WEIGHTS`; other kwargs go to keras.Model.
   """
 
@@ -317,8 +308,6 @@ class CoPartModel(keras.Model):
     presence_threshold=0.0,
     depth_bound=0.0,
     background_colour="frame_median",
-    discovery_fade_start=0,
-    discovery_fade_end=0,
     **kwargs,
   ):
     weights = dict(DEFAULT_LOSS_WEIGHTS)
@@ -380,13 +369,6 @@ class CoPartModel(keras.Model):
     self.presence_threshold = float(presence_threshold)
     self.depth_bound = float(depth_bound)
     self.background_colour = background_colour
-    if discovery_fade_end > 0 and not 0 <= discovery_fade_start < discovery_fade_end:
-      raise ValueError(
-        f"discovery_fade_start ({discovery_fade_start}) must be in [0, discovery_fade_end "
-        f"({discovery_fade_end}))"
-      )
-    self.discovery_fade_start = int(discovery_fade_start)
-    self.discovery_fade_end = int(discovery_fade_end)
     self.part_names = list(part_names) if part_names else self.default_part_names(num_parts)
     if len(self.part_names) != num_parts + 1:
       raise ValueError(f"part_names needs {num_parts + 1} names (background first)")
@@ -452,8 +434,6 @@ class CoPartModel(keras.Model):
       "flat_part_colours": self.flat_part_colours,
       "linear_from": self.linear_from,
       "scale_activation": self.scale_activation,
-      "discovery_fade_start": self.discovery_fade_start,
-      "discovery_fade_end": self.discovery_fade_end,
       **self.loss_weights,
     }
 
@@ -1009,18 +989,13 @@ class CoPartModel(keras.Model):
         outputs["target_part_images"][..., 0, :],
         eps,
       )
-    discovery = (
-      w["seek"] * seek
-      + w["balance"] * balance
-      + w["consistency"] * consistency
-      + w["extent"] * extent
-    )
-    if self.discovery_fade_end > 0 and self.optimizer is not None:
-      discovery *= tf.cast(self._discovery_fade(self.optimizer.iterations), discovery.dtype)
     auxiliary = (
       background
       + w["redundancy"] * redundancy
-      + discovery
+      + w["seek"] * seek
+      + w["balance"] * balance
+      + w["consistency"] * consistency
+      + w["extent"] * extent
       + w["translation"] * translation
       + w["rotation_scale"] * rotation_scale
       + w["equivariance"] * equivariance
@@ -1050,13 +1025,6 @@ class CoPartModel(keras.Model):
       "consistency": consistency,
       "extent": extent,
     }
-
-  def _discovery_fade(self, step):
-    """The discovery terms' weight factor at optimizer step `step`: 1, a cosine down, then 0."""
-    start, end = self.discovery_fade_start, self.discovery_fade_end
-    progress = (tf.cast(step, tf.float32) - start) / float(end - start)
-    progress = tf.clip_by_value(progress, 0.0, 1.0)
-    return 0.5 * (1.0 + tf.cos(math.pi * progress))
 
   def _warp_affines_for(self, data, batch):
     if isinstance(data, dict) and "warp_affines" in data:

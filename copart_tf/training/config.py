@@ -35,7 +35,6 @@ class TrainConfig:
   compose_warps: bool = False
   initial_spread: float = 0.0
   background_warmup_steps: int = 0
-  discovery_fade_start: float = 1.0
   masks_follow_poses: bool = False
   background_depth_offset: float = 0.0
   auxiliary_warmup_steps: int = 0
@@ -127,18 +126,6 @@ class TrainConfig:
       raise ConfigError(
         f"--background_colour={self.background_colour!r}: frame_median or row_median"
       )
-    if not 0.0 <= self.discovery_fade_start <= 1.0:
-      raise ConfigError(
-        f"--discovery_fade_start={self.discovery_fade_start}: a fraction of --train_steps in "
-        "[0, 1] (1 = off)"
-      )
-    if self.discovery_fade_start < 1.0 and not any(
-      self.loss_weights.get(t) for t in ("seek", "balance", "consistency", "extent")
-    ):
-      raise ConfigError(
-        "--discovery_fade_start: no discovery term to fade (--loss_seek, --loss_balance, "
-        "--loss_consistency and --loss_extent are all 0)"
-      )
     if self.reseed_every < 0:
       raise ConfigError(f"--reseed_every={self.reseed_every}: must be >= 0")
     if self.reseed_every and self.shift_from != "heatmap":
@@ -186,7 +173,6 @@ class TrainConfig:
       "compose_warps": self.compose_warps,
       "initial_spread": self.initial_spread,
       "background_warmup_steps": self.background_warmup_steps,
-      **self._discovery_fade_steps(),
       "masks_follow_poses": self.masks_follow_poses,
       "background_depth_offset": self.background_depth_offset,
       "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
@@ -209,15 +195,6 @@ class TrainConfig:
       "equivariance_rotation": self.equivariance_rotation_deg * 3.141592653589793 / 180.0,
       "seed": self.seed,
       **self.loss_weights,
-    }
-
-  def _discovery_fade_steps(self):
-    """`--discovery_fade_start` as the model's optimizer steps (the fade ends at the last step)."""
-    if self.discovery_fade_start >= 1.0:
-      return {"discovery_fade_start": 0, "discovery_fade_end": 0}
-    return {
-      "discovery_fade_start": int(round(self.discovery_fade_start * self.train_steps)),
-      "discovery_fade_end": self.train_steps,
     }
 
   def to_json(self):
