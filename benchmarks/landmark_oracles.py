@@ -111,12 +111,11 @@ def centroids_of(label_maps, num_parts):
 
 def regression_mae(fit_centroids, test_centroids, data, frame_size):
   """The evaluator's landmark protocol on two splits' centroids; returns `landmark_errors`."""
-  fill = metrics.centroid_fill_values(fit_centroids, frame_size)
-  return metrics.landmark_regression(
-    metrics.centroid_features(fit_centroids, fill),
+  return metrics.centroid_landmark_regression(
+    fit_centroids,
     data["train"]["landmarks"],
     data["train"]["visible"],
-    metrics.centroid_features(test_centroids, fill),
+    test_centroids,
     data["test"]["landmarks"],
     data["test"]["visible"],
     frame_size,

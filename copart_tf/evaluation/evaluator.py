@@ -438,14 +438,11 @@ class Evaluator:
     return skipped
 
   def _landmark_metrics(self, stats, frame_size):
-    fit_c = np.stack(stats.centroids[FIT])
-    test_c = np.stack(stats.centroids[TEST])
-    fill = metrics.centroid_fill_values(fit_c, frame_size)
-    return metrics.landmark_regression(
-      metrics.centroid_features(fit_c, fill),
+    return metrics.centroid_landmark_regression(
+      np.stack(stats.centroids[FIT]),
       np.stack(self._landmarks[FIT]),
       np.stack(self._visible[FIT]),
-      metrics.centroid_features(test_c, fill),
+      np.stack(stats.centroids[TEST]),
       np.stack(self._landmarks[TEST]),
       np.stack(self._visible[TEST]),
       frame_size,

@@ -478,3 +478,35 @@ def centroid_features(centroids, fill):
   """
   filled = fill_absent_centroids(centroids, fill)
   return filled.reshape(filled.shape[0], -1)
+
+
+def centroid_landmark_regression(
+  fit_centroids,
+  fit_landmarks,
+  fit_visible,
+  test_centroids,
+  test_landmarks,
+  test_visible,
+  frame_size,
+):
+  """The landmark protocol of DESIGN.md §7 from part centroids (absent parts filled first).
+
+  Args:
+    fit_centroids: `[N_fit, K, 2]` pixel centroids, NaN where a part is absent.
+    fit_landmarks, fit_visible, test_landmarks, test_visible, frame_size: as
+      `landmark_regression`.
+    test_centroids: `[N_test, K, 2]`, NaN where absent.
+
+  Returns:
+    The `landmark_errors` dict. Absent parts take `centroid_fill_values` of the fit split.
+  """
+  fill = centroid_fill_values(fit_centroids, frame_size)
+  return landmark_regression(
+    centroid_features(fit_centroids, fill),
+    fit_landmarks,
+    fit_visible,
+    centroid_features(test_centroids, fill),
+    test_landmarks,
+    test_visible,
+    frame_size,
+  )
