@@ -198,6 +198,26 @@ class TransformGradientTest(tf.test.TestCase, parameterized.TestCase):
     )
 
 
+  def test_zero_fill_fast_path_is_bit_identical(self):
+    # A Python 0 fill masks the weights instead of the values (the training step's path); a
+    # tensor fill takes the general path. Same bits forward and backward: the learning tests'
+    # trajectories depend on the last bit (copart_model.py, the matting's median colour).
+    images = tf.constant(_images((3, 9, 11, 4), seed=23) - 0.5)
+    rng = np.random.default_rng(24)
+    x = tf.constant(rng.uniform(-3, 13, (3, 7, 8)).astype(np.float32))
+    y = tf.constant(rng.uniform(-3, 11, (3, 7, 8)).astype(np.float32))
+
+    def forward_and_grads(fill):
+      with tf.GradientTape() as tape:
+        tape.watch([images, x, y])
+        out = warp_lib.bilinear_sample(images, x, y, fill)
+        loss = tf.reduce_sum(out * tf.sin(3.0 * out))
+      return [out] + tape.gradient(loss, [images, x, y])
+
+    for fast, general in zip(forward_and_grads(0.0), forward_and_grads(tf.constant(0.0))):
+      self.assertTrue(np.array_equal(fast.numpy(), general.numpy()))
+
+
 class CompilationTest(tf.test.TestCase, parameterized.TestCase):
   @parameterized.named_parameters(("graph", False), ("xla", True))
   def test_in_tf_function_equals_eager(self, jit_compile):

@@ -56,15 +56,21 @@ def bilinear_sample(images, x, y, fill_value=0.0):
 
   flat = tf.reshape(images, [batch, height * width, channels])
   fill = tf.cast(fill_value, dtype)
+  fill_is_zero = isinstance(fill_value, (int, float)) and fill_value == 0
 
   def corner(xi, yi, weight):
     inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
     index = tf.clip_by_value(yi, 0, height - 1) * width + tf.clip_by_value(xi, 0, width - 1)
     values = tf.gather(flat, tf.reshape(index, [batch, -1]), batch_dims=1)
     values = tf.reshape(values, tf.concat([out_shape, [channels]], axis=0))
-    inside = tf.cast(inside, dtype)[..., None]
-    values = values * inside + fill * (1.0 - inside)
-    return weight[..., None] * values
+    inside = tf.cast(inside, dtype)
+    if fill_is_zero:
+      # The mask goes on the [N, Ho, Wo] weight, not on the C-channel values: two fewer
+      # full-size ops forward and one backward (the warp was a quarter of the training step's
+      # op time), and bit for bit the same result and gradients (one factor is exactly 0 or 1).
+      return (weight * inside)[..., None] * values
+    inside = inside[..., None]
+    return weight[..., None] * (values * inside + fill * (1.0 - inside))
 
   return (
     corner(x0i, y0i, wx0 * wy0)
