@@ -197,6 +197,12 @@ EQ_ROTATION = flags.DEFINE_float(
   "equivariance_rotation_deg", _D.equivariance_rotation_deg, "Max rotation of the random warp W."
 )
 AUGMENT = flags.DEFINE_bool("augment", _D.augment, "Time flip, rotation, colour jitter.")
+AUGMENT_ROTATION = flags.DEFINE_float(
+  "augment_rotation_deg",
+  _D.augment_rotation_deg,
+  "Max rotation of --augment (the reference's 10; 0 keeps a horizon level for the row-median "
+  "background).",
+)
 ID_SAMPLING = flags.DEFINE_bool("id_sampling", _D.id_sampling, "Sample identities equally.")
 ON_BAD_FRAME = flags.DEFINE_string("on_bad_frame", _D.on_bad_frame, "fail | skip.")
 CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", _D.checkpoint_every, "Steps.")

@@ -76,3 +76,10 @@ def test_background_colour_is_checked_and_reaches_the_model():
   config.background_colour = "row_median"
   config.validate()
   assert config.model_kwargs("none")["background_colour"] == "row_median"
+
+
+@pytest.mark.parametrize("degrees", [-1.0, 181.0])
+def test_augment_rotation_out_of_range_is_a_one_line_config_error(degrees):
+  config = TrainConfig(data_dir="d", model_dir="m", augment_rotation_deg=degrees)
+  with pytest.raises(ConfigError, match=f"--augment_rotation_deg={degrees}: must be in"):
+    config.validate()

@@ -447,3 +447,27 @@ def test_translate_data_errors_passes_other_errors():
   with pytest.raises(tf.errors.InvalidArgumentError):
     with pipeline.translate_data_errors():
       tf.debugging.assert_equal(1, 2)
+
+
+def test_augment_rotation_deg_zero_keeps_a_level_horizon(tmp_path):
+  # A wall above a floor: every row is one colour. The row-median background (configs/demo.cfg)
+  # is exact on such frames only while the augmentation does not tilt the horizon.
+  frame = np.zeros((32, 32, 3), np.uint8)
+  frame[:14] = (200, 190, 210)
+  frame[14:] = (90, 50, 60)
+  for v in range(2):
+    path = tmp_path / "train" / f"vid{v}"
+    os.makedirs(path)
+    for t in range(4):
+      Image.fromarray(frame).save(path / f"{t:07d}.png")
+
+  def largest_row_spread(rotation_degrees):
+    ds = pipeline.make_pair_dataset(
+      str(tmp_path), "train", 32, 8, seed=0, rotation_degrees=rotation_degrees
+    )
+    (batch,) = _take(ds, 1)
+    images = np.concatenate([batch["source"], batch["target"]])
+    return float((images.max(axis=2) - images.min(axis=2)).max())
+
+  assert largest_row_spread(0) < 1e-6
+  assert largest_row_spread(10) > 0.2

@@ -355,6 +355,7 @@ def make_pair_dataset(
   id_sampling=False,
   on_bad_frame="fail",
   num_replicas=1,
+  rotation_degrees=augment_lib.ROTATION_DEGREES,
 ):
   """Infinite dataset of (source, target) frame pairs from the videos of one split.
 
@@ -370,6 +371,7 @@ def make_pair_dataset(
     id_sampling: draw identities (name before the first ``#``) uniformly instead of videos.
     on_bad_frame: ``"fail"`` or ``"skip"`` (see the module docstring).
     num_replicas: replicas in sync; `global_batch_size` must be divisible by it.
+    rotation_degrees: maximum rotation of `augment` (0: none, e.g. for a level horizon).
 
   Returns:
     `tf.data.Dataset` of dicts ``{"source": float32 [B, S, S, 3], "target": float32 [B, S, S, 3]}``
@@ -574,7 +576,9 @@ def make_pair_dataset(
     if augment:
       seed_ex = tf.random.experimental.stateless_fold_in(example_seed, index)
       seed_aug = tf.random.experimental.stateless_fold_in(seed_ex, 0)
-      source, target = augment_lib.augment_pair(source, target, seed_aug)
+      source, target = augment_lib.augment_pair(
+        source, target, seed_aug, rotation_degrees=rotation_degrees
+      )
     return {"source": source, "target": target}
 
   first = int(start_step) * batch

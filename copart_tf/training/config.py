@@ -58,6 +58,7 @@ class TrainConfig:
   covariance_threshold: float = 0.02
   equivariance_rotation_deg: float = 360.0
   augment: bool = True
+  augment_rotation_deg: float = 10.0
   id_sampling: bool = False
   on_bad_frame: str = "fail"
   checkpoint_every: int = 500
@@ -90,6 +91,10 @@ class TrainConfig:
       raise ConfigError(f"--train_steps={self.train_steps}: must be >= 1")
     if self.batch_size < 1:
       raise ConfigError(f"--batch_size={self.batch_size}: must be >= 1")
+    if not 0 <= self.augment_rotation_deg <= 180:
+      raise ConfigError(
+        f"--augment_rotation_deg={self.augment_rotation_deg}: must be in [0, 180] degrees"
+      )
     if self.strategy == "mirrored" and self.num_cpu_devices < 1:
       raise ConfigError(
         f"--num_cpu_devices={self.num_cpu_devices}: --strategy=mirrored needs at least 1 "

@@ -419,6 +419,7 @@ def _run(config, strategy, chief, stop_after_steps, stops):
       config.seed,
       start_step=step,
       augment=config.augment,
+      rotation_degrees=config.augment_rotation_deg,
       id_sampling=config.id_sampling,
       on_bad_frame=config.on_bad_frame,
       num_replicas=replicas,
