@@ -214,8 +214,9 @@ class TransformGradientTest(tf.test.TestCase, parameterized.TestCase):
         loss = tf.reduce_sum(out * tf.sin(3.0 * out))
       return [out] + tape.gradient(loss, [images, x, y])
 
-    for fast, general in zip(forward_and_grads(0.0), forward_and_grads(tf.constant(0.0))):
-      self.assertTrue(np.array_equal(fast.numpy(), general.numpy()))
+    fast, general = forward_and_grads(0.0), forward_and_grads(tf.constant(0.0))
+    for a, b in zip(fast, general, strict=True):
+      self.assertTrue(np.array_equal(a.numpy(), b.numpy()))
 
 
 class CompilationTest(tf.test.TestCase, parameterized.TestCase):
