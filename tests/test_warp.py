@@ -197,7 +197,6 @@ class TransformGradientTest(tf.test.TestCase, parameterized.TestCase):
       self, lambda a: warp_lib.warp_affine(tf.constant(images), a, padding=padding), affines
     )
 
-
   def test_zero_fill_fast_path_is_bit_identical(self):
     # A Python 0 fill masks the weights instead of the values (the training step's path); a
     # tensor fill takes the general path. Same bits forward and backward: the learning tests'
