@@ -115,6 +115,9 @@ def _background_colours(images, mode="frame_median"):
   "frame_median": every pixel gets the frame's per-channel median colour. "row_median": each
   row's per-channel median colour (a floor below a wall, or a floor shaded by depth, is plain
   per row, not per frame; both are exact while the objects cover less than half of each row).
+  A row median needs a level horizon: the augmentation's rotation tilts it, and on the humanoid
+  at 5 degrees the background pixels it misses are half as many as the figure's
+  (`benchmarks/background_estimate.py`), so the humanoid configs set --augment_rotation_deg=0.
   """
   shape = tf.shape(images)
   if mode == "row_median":
