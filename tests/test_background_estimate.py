@@ -4,27 +4,13 @@ Every row of the background is one colour, so the row median is exact on the lev
 the frame median is not; a rotation tilts the horizon and the row median misses a band along it.
 """
 
-import importlib.util
 import os
 
+import benchmark_scripts
 import numpy as np
-import pytest
 from PIL import Image
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "background_estimate.py")
-
-
-def load_script():
-  if not os.path.isfile(SCRIPT):  # e.g. Bazel runfiles without //benchmarks
-    pytest.skip(f"{SCRIPT} is not here (not a source checkout)", allow_module_level=True)
-  spec = importlib.util.spec_from_file_location("background_estimate_under_test", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-script = load_script()
+script = benchmark_scripts.load("background_estimate")
 
 
 def _wall_and_floor(root, videos=2, frames=2, size=48):

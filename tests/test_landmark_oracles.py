@@ -5,30 +5,16 @@ and checks the order the rows must come in whatever the data: the labelled parts
 joints far better than no features, and better than the same parts with left and right merged.
 """
 
-import importlib.util
 import os
 import tempfile
 import unittest
 
+import benchmark_scripts
 import numpy as np
-import pytest
 
 from copart_tf.data import figure2d
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "landmark_oracles.py")
-
-
-def load_oracles():
-  if not os.path.isfile(SCRIPT):  # e.g. Bazel runfiles without //benchmarks
-    pytest.skip(f"{SCRIPT} is not here (not a source checkout)", allow_module_level=True)
-  spec = importlib.util.spec_from_file_location("landmark_oracles_under_test", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-oracles = load_oracles()
+oracles = benchmark_scripts.load("landmark_oracles")
 
 
 class HelpersTest(unittest.TestCase):

@@ -5,31 +5,20 @@ tiny flagfile (configs/sprites.cfg with fewer videos and the tiny preset); the f
 minute on a busy 2-core machine.
 """
 
-import importlib.util
 import json
 import os
 import tempfile
 import unittest
 
-import pytest
+import benchmark_scripts
 
 from copart_tf.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "pose_oracles.py")
 SPRITES_CFG = os.path.join(ROOT, "configs", "sprites.cfg")
 
 
-def load_oracles():
-  if not os.path.isfile(SCRIPT):  # e.g. Bazel runfiles without //benchmarks
-    pytest.skip(f"{SCRIPT} is not here (not a source checkout)", allow_module_level=True)
-  spec = importlib.util.spec_from_file_location("pose_oracles_under_test", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-oracles = load_oracles()
+oracles = benchmark_scripts.load("pose_oracles")
 
 
 def sprites_cfg_values():

@@ -5,7 +5,6 @@ The end-to-end test runs ``python -m copart_tf.benchmark quality`` on one rung w
 rung whose flagfile does not exist; about 40 s on a 2-core machine.
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -14,27 +13,17 @@ import sys
 import tempfile
 import unittest
 
+import benchmark_scripts
 import numpy as np
-import pytest
 
 from copart_tf.data import sprites
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "benchmarks", "quality_ladder.py")
 TIMEOUT = 420  # the machine is shared with long trainings
 SIZE = 64
 
 
-def load_ladder():
-  if not os.path.isfile(SCRIPT):  # e.g. Bazel runfiles without //benchmarks
-    pytest.skip(f"{SCRIPT} is not here (not a source checkout)", allow_module_level=True)
-  spec = importlib.util.spec_from_file_location("quality_ladder_under_test", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-ladder = load_ladder()
+ladder = benchmark_scripts.load("quality_ladder")
 
 
 def passing_metrics():
