@@ -1,29 +1,35 @@
-r"""Landmark oracles: what the landmark protocol gives segmentations that no model has to learn.
+r"""Landmark and part IoU oracles: what the protocols give segmentations no model has to learn.
 
   python benchmarks/landmark_oracles.py [--data_dir=data/humanoid] [--image_size=128]
       [--kmeans=4,6,8,10,12] [--fit_frames_per_video=0] [--json_out=PATH]
 
 Why: rung C of the quality ladder asks the model's parts to beat position k-means on the
 landmark MAE (DESIGN.md §7: each part's centroid, one linear regression per landmark
-coordinate fitted on the train split, MAE summed over coordinates at 256 px on the test split).
-Before tuning a model against that bar, this script measures what the protocol rewards, from
-the ground truth alone (no model, no training), on the same frames the evaluation uses
-(`copart_tf.data.pipeline.iterate_eval_frames`; ``--fit_frames_per_video=0`` = every train
-frame, as configs/demo.cfg's evaluation):
+coordinate fitted on the train split, MAE summed over coordinates at 256 px on the test split),
+and rung D asks for a part IoU (majority) of 0.55. Before tuning a model against those bars, this
+script measures what the protocols give, from the ground truth alone (no model, no training), on
+the same frames the evaluation uses (`copart_tf.data.pipeline.iterate_eval_frames`;
+``--fit_frames_per_video=0`` = every train frame, as configs/demo.cfg's evaluation). Each
+segmentation row also gets the evaluator's part IoU (DESIGN.md §7: each part mapped to the
+labelled part it overlaps most on the train split, majority or one-to-one; IoU on the test
+split, mean over the labelled parts):
 
 - ``mean landmark``: no features (the fit split's mean landmark), the floor;
 - ``GT parts``: the centroids of the labelled parts, the ceiling of a segmentation that finds
   every part with its identity;
 - ``GT parts, left/right merged``: every ``left_X`` / ``right_X`` pair of part names as one
   part (a model whose parts hold both legs, both shins, ...);
-- ``GT parts, left/right by image side``: the pair's two centroids ordered by x in every frame
-  (a model that tells the two limbs apart by where they are in the image, not which they are);
+- ``GT parts, left/right by image side``: the pair's two parts relabelled by the x of their
+  centroids in every frame (a model that tells the two limbs apart by where they are in the
+  image, not which they are): the best any segmentation blind to anatomical left and right
+  can score;
 - ``position k-means K``: the ladder's baseline (`copart_tf.evaluation.baselines`) on the
   ground-truth foreground, for each K of ``--kmeans`` (the ladder runs it on the model's
   foreground with the model's K).
 
-A table on stdout (MAE sum @256, lower is better); ``--json_out`` also keeps the per-coordinate
-MAE of every row. Measured on data/humanoid (docs/EXPERIMENTS.md section 18).
+A table on stdout (MAE sum @256, lower is better; part IoU, higher is better); ``--json_out``
+also keeps the per-coordinate MAE of every row. Measured on data/humanoid (docs/EXPERIMENTS.md
+sections 18 and 20).
 """
 
 import argparse
@@ -70,18 +76,47 @@ def merge_pairs(parts, pairs):
   return merged
 
 
-def order_pairs_by_x(centroids, pairs):
-  """`[N, K, 2]` centroids with each pair's two parts ordered by x (image-left first).
+def label_pairs_by_x(parts, pairs):
+  """`[N, H, W]` label maps with each pair's two labels swapped where the left one lies right.
 
-  A pair with a part absent from a frame (NaN) is left as it is in that frame.
+  In every frame, of a pair's two parts the one whose centroid has the smaller x gets the
+  pair's first (left) label: A frame missing one of
+  the two parts keeps its labels.
   """
-  out = np.array(centroids, copy=True)
+  parts = np.asarray(parts)
+  out = np.array(parts, copy=True)
+  cols = np.broadcast_to(np.arange(parts.shape[-1]), parts.shape[1:])
   for left, right in pairs:
-    a, b = left - 1, right - 1
-    swap = out[:, a, 0] > out[:, b, 0]  # NaN compares False: absent parts stay
-    first, second = out[swap, a].copy(), out[swap, b].copy()
-    out[swap, a], out[swap, b] = second, first
+    for i, labels in enumerate(parts):
+      in_left, in_right = labels == left, labels == right
+      if not in_left.any() or not in_right.any():
+        continue
+      if cols[in_left].mean() > cols[in_right].mean():
+        out[i][labels == left] = right
+        out[i][labels == right] = left
   return out
+
+
+def part_ious(fit_labels, fit_parts, test_labels, test_parts, num_pred, num_gt):
+  """The evaluator's part IoU of a segmentation: `{"majority": mean, "hungarian": mean}`.
+
+  Args:
+    fit_labels, test_labels: `[N, H, W]` label maps of the segmentation (0 = background).
+    fit_parts, test_parts: `[N, H, W]` labelled parts of the same frames.
+    num_pred, num_gt: number of segmentation / labelled parts.
+  """
+
+  def confusion(labels, parts):
+    return sum(
+      metrics.confusion_counts(a, b, num_pred, num_gt) for a, b in zip(labels, parts, strict=True)
+    )
+
+  fit, test = confusion(fit_labels, fit_parts), confusion(test_labels, test_parts)
+  mappings = {
+    "majority": metrics.majority_mapping(fit),
+    "hungarian": metrics.hungarian_mapping(fit),
+  }
+  return {name: metrics.part_iou(test, m, num_gt)["mean"] for name, m in mappings.items()}
 
 
 def load_split(data_dir, split, image_size, max_frames_per_video):
@@ -144,29 +179,42 @@ def run(args):
     data["test"]["visible"],
     frame_size,
   )
-  gt = {s: centroids_of(data[s]["parts"], num_gt) for s in SPLITS}
-  rows["GT parts"] = regression_mae(gt["train"], gt["test"], data, frame_size)
+  ious = {}
+
+  def segmentation_row(name, labels, num_parts, centroids=None):
+    """One row from a segmentation's label maps (per split); `centroids` overrides theirs."""
+    if centroids is None:
+      centroids = {s: centroids_of(labels[s], num_parts) for s in SPLITS}
+    rows[name] = regression_mae(centroids["train"], centroids["test"], data, frame_size)
+    ious[name] = part_ious(
+      labels["train"],
+      data["train"]["parts"],
+      labels["test"],
+      data["test"]["parts"],
+      num_parts,
+      num_gt,
+    )
+
+  gt_labels = {s: data[s]["parts"] for s in SPLITS}
+  segmentation_row("GT parts", gt_labels, num_gt)
   if pairs:
     rights = {right - 1 for _, right in pairs}
     keep = [k for k in range(num_gt) if k not in rights]
-    merged = {
-      s: centroids_of(merge_pairs(data[s]["parts"], pairs), num_gt)[:, keep] for s in SPLITS
-    }
-    rows["GT parts, left/right merged"] = regression_mae(
-      merged["train"], merged["test"], data, frame_size
+    merged = {s: merge_pairs(data[s]["parts"], pairs) for s in SPLITS}
+    segmentation_row(
+      "GT parts, left/right merged",
+      merged,
+      num_gt,
+      {s: centroids_of(merged[s], num_gt)[:, keep] for s in SPLITS},
     )
-    by_side = {s: order_pairs_by_x(gt[s], pairs) for s in SPLITS}
-    rows["GT parts, left/right by image side"] = regression_mae(
-      by_side["train"], by_side["test"], data, frame_size
-    )
+    by_side = {s: label_pairs_by_x(data[s]["parts"], pairs) for s in SPLITS}
+    segmentation_row("GT parts, left/right by image side", by_side, num_gt)
   for k in args.kmeans:
     km = {
-      s: centroids_of(
-        np.stack([baselines.position_kmeans_labels(p, k) for p in data[s]["parts"]]), k
-      )
+      s: np.stack([baselines.position_kmeans_labels(p, k) for p in data[s]["parts"]])
       for s in SPLITS
     }
-    rows[f"position k-means {k}"] = regression_mae(km["train"], km["test"], data, frame_size)
+    segmentation_row(f"position k-means {k}", km, k)
   return {
     "data_dir": args.data_dir,
     "image_size": args.image_size,
@@ -179,6 +227,8 @@ def run(args):
       name: {
         "sum_256": float(row["sum_256"]),
         "per_coordinate_256": np.asarray(row["per_coordinate_256"]).tolist(),
+        "part_iou_majority": ious.get(name, {}).get("majority"),
+        "part_iou_hungarian": ious.get(name, {}).get("hungarian"),
       }
       for name, row in rows.items()
     },
@@ -187,9 +237,17 @@ def run(args):
 
 def format_table(results):
   width = max(len(name) for name in results["rows"])
-  lines = [f"{'features':<{width}} | landmark MAE (sum @256)", "-" * (width + 26)]
+  header = f"{'features':<{width}} | landmark MAE (sum @256) | part IoU majority / Hungarian"
+  lines = [header, "-" * len(header)]
+
+  def iou(value):
+    return "-" if value is None else f"{value:.3f}"
+
   for name, row in results["rows"].items():
-    lines.append(f"{name:<{width}} | {row['sum_256']:.1f}")
+    lines.append(
+      f"{name:<{width}} | {row['sum_256']:23.1f} | "
+      f"{iou(row['part_iou_majority'])} / {iou(row['part_iou_hungarian'])}"
+    )
   lines.append(
     f"{results['data_dir']}: {results['num_fit_frames']} fit + {results['num_test_frames']} test "
     f"frames at {results['image_size']} px, {results['seconds']:.0f} s"

@@ -232,6 +232,9 @@ SYNTH_CLIPS = flags.DEFINE_string(
   _D.synth_clips,
   "Comma-separated mocap clips ('upright' = standing clips; empty = all).",
 )
+SYNTH_SEED = flags.DEFINE_integer(
+  "synth_seed", _D.synth_seed, "Seed of the generated dataset (independent of --seed)."
+)
 EVALUATE_AT_END = flags.DEFINE_bool(
   "evaluate_at_end", _D.evaluate_at_end, "Evaluate on the test split when ground truth exists."
 )

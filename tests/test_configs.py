@@ -83,3 +83,9 @@ def test_augment_rotation_out_of_range_is_a_one_line_config_error(degrees):
   config = TrainConfig(data_dir="d", model_dir="m", augment_rotation_deg=degrees)
   with pytest.raises(ConfigError, match=f"--augment_rotation_deg={degrees}: must be in"):
     config.validate()
+
+
+def test_negative_synth_seed_is_a_one_line_config_error():
+  config = TrainConfig(data_dir="d", model_dir="m", synth_seed=-1)
+  with pytest.raises(ConfigError, match="--synth_seed=-1: must be >= 0"):
+    config.validate()

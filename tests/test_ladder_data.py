@@ -474,12 +474,16 @@ class LadderDataTest(unittest.TestCase):
       synth_train_videos=2,
       synth_test_videos=1,
       synth_frames=3,
+      seed=3,
+      synth_seed=5,
     )
     trainer.ensure_data(config)
     self.assertEqual(len(os.listdir(os.path.join(data_dir, "train"))), 2)
     with open(os.path.join(data_dir, "meta.json"), encoding="utf-8") as f:
       meta = json.load(f)
     self.assertEqual((meta["dataset"], meta["size"], meta["supersample"]), ("sprites", 32, 4))
+    # The dataset's seed is --synth_seed, whatever the training --seed.
+    self.assertEqual(meta["seed"], 5)
 
 
 if __name__ == "__main__":

@@ -32,19 +32,25 @@ class HelpersTest(unittest.TestCase):
     )
     np.testing.assert_array_equal(parts, np.array([[0, 1, 2], [3, 4, 4]]))  # not in place
 
-  def test_order_by_x_swaps_only_where_right_is_left(self):
-    # Parts 1 and 2 form the pair (labels 1, 2 -> indices 0, 1); part 3 is not in a pair.
-    centroids = np.array(
-      [
-        [[5.0, 1.0], [9.0, 2.0], [0.0, 0.0]],  # already ordered
-        [[9.0, 1.0], [5.0, 2.0], [7.0, 7.0]],  # swapped
-        [[9.0, 1.0], [np.nan, np.nan], [7.0, 7.0]],  # one absent: unchanged
-      ]
-    )
-    out = oracles.order_pairs_by_x(centroids, [(1, 2)])
-    np.testing.assert_array_equal(out[0], centroids[0])
-    np.testing.assert_array_equal(out[1], [[5.0, 2.0], [9.0, 1.0], [7.0, 7.0]])
-    np.testing.assert_array_equal(out[2], centroids[2])
+  def test_label_by_x_swaps_only_where_left_lies_right(self):
+    # Labels 1 and 2 form the pair; label 3 is not in a pair.
+    ordered = np.array([[1, 0, 2, 3]])
+    swapped = np.array([[2, 0, 1, 3]])
+    one_absent = np.array([[0, 0, 2, 3]])
+    parts = np.stack([ordered, swapped, one_absent])
+    out = oracles.label_pairs_by_x(parts, [(1, 2)])
+    np.testing.assert_array_equal(out[0], ordered)
+    np.testing.assert_array_equal(out[1], ordered)
+    np.testing.assert_array_equal(out[2], one_absent)
+    np.testing.assert_array_equal(parts[1], swapped)  # not in place
+
+  def test_part_ious_of_the_truth_and_of_one_blob(self):
+    parts = np.array([[[0, 1, 1, 2, 2]], [[0, 2, 2, 1, 1]]])
+    truth = oracles.part_ious(parts, parts, parts, parts, 2, 2)
+    self.assertEqual(truth, {"majority": 1.0, "hungarian": 1.0})
+    blob = (parts > 0).astype(np.int64)  # one part over both: majority maps it to one label
+    ious = oracles.part_ious(blob, parts, blob, parts, 1, 2)
+    self.assertAlmostEqual(ious["majority"], 0.25)  # IoU 0.5 for one label, 0 for the other
 
 
 class RunTest(unittest.TestCase):
@@ -74,6 +80,14 @@ class RunTest(unittest.TestCase):
     self.assertLess(rows["GT parts"], 0.5 * rows["mean landmark"])
     self.assertLess(rows["GT parts"], rows["GT parts, left/right merged"])
     self.assertLess(rows["position k-means 10"], rows["mean landmark"])
+    ious = {name: row["part_iou_majority"] for name, row in results["rows"].items()}
+    self.assertIsNone(ious["mean landmark"])
+    self.assertEqual(ious["GT parts"], 1.0)
+    # Left and right by image side lose identity in the frames where the figure faces the
+    # other way; merged pairs lose half of every pair's labels.
+    self.assertLess(ious["GT parts, left/right by image side"], 1.0)
+    self.assertLess(ious["GT parts, left/right merged"], ious["GT parts, left/right by image side"])
+    self.assertLess(ious["position k-means 10"], ious["GT parts, left/right by image side"])
     self.assertIn("GT parts", oracles.format_table(results))
 
   def test_bad_flags_are_one_line_errors(self):

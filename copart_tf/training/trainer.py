@@ -68,7 +68,8 @@ def ensure_data(config):
   `--synthesize_if_missing` names a pybullet body (``humanoid_mocap``, ``kuka_iiwa``,
   ``laikago``) or a numpy-only ladder dataset (``sprites``, ``figure2d``, no pybullet needed).
   Frames are `--image_size` pixels; the ladder datasets use their own supersampling (4x) and
-  ignore `--synth_supersample`, `--synth_background` and `--synth_clips`.
+  ignore `--synth_supersample`, `--synth_background` and `--synth_clips`. The dataset's seed is
+  `--synth_seed`, not the training `--seed`, so every seed of a sweep sees the same data.
   """
   train_dir = os.path.join(config.data_dir, "train")
   if _dataset_present(config.data_dir):
@@ -104,7 +105,7 @@ def ensure_data(config):
     test_videos=config.synth_test_videos,
     frames=config.synth_frames,
     size=config.image_size,
-    seed=config.seed,
+    seed=config.synth_seed,
     progress=report,
     supersample=None if ladder else config.synth_supersample,
     background=config.synth_background,
