@@ -80,8 +80,7 @@ def label_pairs_by_x(parts, pairs):
   """`[N, H, W]` label maps with each pair's two labels swapped where the left one lies right.
 
   In every frame, of a pair's two parts the one whose centroid has the smaller x gets the
-  pair's first (left) label: A frame missing one of
-  the two parts keeps its labels.
+  pair's first (left) label; a frame missing one of the two parts keeps its labels.
   """
   parts = np.asarray(parts)
   out = np.array(parts, copy=True)
