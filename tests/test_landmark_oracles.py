@@ -83,9 +83,10 @@ class RunTest(unittest.TestCase):
     ious = {name: row["part_iou_majority"] for name, row in results["rows"].items()}
     self.assertIsNone(ious["mean landmark"])
     self.assertEqual(ious["GT parts"], 1.0)
-    # Left and right by image side lose identity in the frames where the figure faces the
-    # other way; merged pairs lose half of every pair's labels.
-    self.assertLess(ious["GT parts, left/right by image side"], 1.0)
+    # figure2d's figure faces the camera, so its image side is its anatomical side (1.0 here;
+    # 0.531 on the humanoid, whose camera azimuth is uniform); merged pairs lose half of every
+    # pair's labels.
+    self.assertLessEqual(ious["GT parts, left/right by image side"], 1.0)
     self.assertLess(ious["GT parts, left/right merged"], ious["GT parts, left/right by image side"])
     self.assertLess(ious["position k-means 10"], ious["GT parts, left/right by image side"])
     self.assertIn("GT parts", oracles.format_table(results))
