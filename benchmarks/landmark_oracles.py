@@ -76,23 +76,24 @@ def merge_pairs(parts, pairs):
   return merged
 
 
-def label_pairs_by_x(parts, pairs):
+def label_pairs_by_x(parts, pairs, num_parts):
   """`[N, H, W]` label maps with each pair's two labels swapped where the left one lies right.
 
   In every frame, of a pair's two parts the one whose centroid has the smaller x gets the
   pair's first (left) label; a frame missing one of the two parts keeps its labels.
+
+  Args:
+    parts: `[N, H, W]` labelled parts, 0 = background, 1..num_parts.
+    pairs: `left_right_pairs` (disjoint label pairs).
+    num_parts: K, the largest label.
   """
   parts = np.asarray(parts)
+  centroids = centroids_of(parts, num_parts)
   out = np.array(parts, copy=True)
-  cols = np.broadcast_to(np.arange(parts.shape[-1]), parts.shape[1:])
   for left, right in pairs:
-    for i, labels in enumerate(parts):
-      in_left, in_right = labels == left, labels == right
-      if not in_left.any() or not in_right.any():
-        continue
-      if cols[in_left].mean() > cols[in_right].mean():
-        out[i][labels == left] = right
-        out[i][labels == right] = left
+    swap = centroids[:, left - 1, 0] > centroids[:, right - 1, 0]  # NaN compares False
+    frames = out[swap]  # earlier pairs already swapped in these frames
+    out[swap] = np.where(frames == left, right, np.where(frames == right, left, frames))
   return out
 
 
@@ -206,7 +207,7 @@ def run(args):
       num_gt,
       {s: centroids_of(merged[s], num_gt)[:, keep] for s in SPLITS},
     )
-    by_side = {s: label_pairs_by_x(data[s]["parts"], pairs) for s in SPLITS}
+    by_side = {s: label_pairs_by_x(data[s]["parts"], pairs, num_gt) for s in SPLITS}
     segmentation_row("GT parts, left/right by image side", by_side, num_gt)
   for k in args.kmeans:
     km = {

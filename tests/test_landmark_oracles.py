@@ -38,11 +38,16 @@ class HelpersTest(unittest.TestCase):
     swapped = np.array([[2, 0, 1, 3]])
     one_absent = np.array([[0, 0, 2, 3]])
     parts = np.stack([ordered, swapped, one_absent])
-    out = oracles.label_pairs_by_x(parts, [(1, 2)])
+    out = oracles.label_pairs_by_x(parts, [(1, 2)], 3)
     np.testing.assert_array_equal(out[0], ordered)
     np.testing.assert_array_equal(out[1], ordered)
     np.testing.assert_array_equal(out[2], one_absent)
     np.testing.assert_array_equal(parts[1], swapped)  # not in place
+
+  def test_label_by_x_swaps_two_pairs_in_one_frame(self):
+    parts = np.array([[[2, 1, 4, 3]]])
+    out = oracles.label_pairs_by_x(parts, [(1, 2), (3, 4)], 4)
+    np.testing.assert_array_equal(out, [[[1, 2, 3, 4]]])
 
   def test_part_ious_of_the_truth_and_of_one_blob(self):
     parts = np.array([[[0, 1, 1, 2, 2]], [[0, 2, 2, 1, 1]]])
