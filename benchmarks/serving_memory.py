@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 import serving_latency  # noqa: E402  (the sibling benchmark: export and server start/stop)
 
-from serving import server as server_lib  # noqa: E402
+from serving import validation  # noqa: E402
 
 
 def rss_mb(pid):
@@ -147,14 +147,14 @@ def main(argv=None):
     "--server_flags", default="", help="Comma-separated extra server flags (e.g. limits)."
   )
   parser.add_argument(
-    "--max_images_per_request", type=int, default=server_lib.DEFAULT_MAX_IMAGES_PER_REQUEST
+    "--max_images_per_request", type=int, default=validation.DEFAULT_MAX_IMAGES_PER_REQUEST
   )
   parser.add_argument(
-    "--max_decoded_pixels", type=int, default=server_lib.DEFAULT_MAX_DECODED_PIXELS
+    "--max_decoded_pixels", type=int, default=validation.DEFAULT_MAX_DECODED_PIXELS
   )
-  parser.add_argument("--max_image_side", type=int, default=server_lib.DEFAULT_MAX_IMAGE_SIDE)
+  parser.add_argument("--max_image_side", type=int, default=validation.DEFAULT_MAX_IMAGE_SIDE)
   parser.add_argument(
-    "--max_receive_message_bytes", type=int, default=server_lib.DEFAULT_MESSAGE_BYTES
+    "--max_receive_message_bytes", type=int, default=validation.DEFAULT_MESSAGE_BYTES
   )
   parser.add_argument("--timeout", type=float, default=300.0, help="Per-request deadline (s).")
   parser.add_argument("--start_timeout", type=float, default=300.0)

@@ -40,6 +40,8 @@ from copart_tf.inference import Segmenter
 from copart_tf.model.copart_model import CoPartModel
 from serving import client as client_lib
 from serving import server as server_lib
+from serving import service as service_lib
+from serving import validation
 
 MODEL = "copart"
 RPC_TIMEOUT = 60.0  # seconds; generous because the test machine is shared
@@ -363,8 +365,8 @@ class LocalServerTest(ClientContractMixin, tf.test.TestCase):
         stub.Predict(_predict_request({"images": big}), timeout=RPC_TIMEOUT)
     self.assertEqual(caught.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
     # ... and a response over the send limit is a clear RESOURCE_EXHAUSTED.
-    service = server_lib.PredictionService(self.server.manager, max_send_message_bytes=1000)
-    with self.assertRaises(server_lib.ServingError) as caught:
+    service = service_lib.PredictionService(self.server.manager, max_send_message_bytes=1000)
+    with self.assertRaises(validation.ServingError) as caught:
       service.predict(_predict_request({"images": _images()}))
     self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
     self.assertIn("--max_send_message_bytes", caught.exception.message)
@@ -391,22 +393,22 @@ class LocalServerTest(ClientContractMixin, tf.test.TestCase):
     request = _predict_request(
       {"images": np.array([tiny] * 4000, dtype=object)}, signature="serve_encoded"
     )
-    self.assertLess(request.ByteSize(), server_lib.DEFAULT_MESSAGE_BYTES)
+    self.assertLess(request.ByteSize(), validation.DEFAULT_MESSAGE_BYTES)
     with self.assertRaises(grpc.RpcError) as caught:
       self.stub.Predict(request, timeout=RPC_TIMEOUT)
     self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
     self.assertIn("batch of 4000", caught.exception.details())
     self.assertIn(
-      f"limit of {server_lib.DEFAULT_MAX_IMAGES_PER_REQUEST} images per request "
+      f"limit of {validation.DEFAULT_MAX_IMAGES_PER_REQUEST} images per request "
       "(--max_images_per_request)",
       caught.exception.details(),
     )
     seen = []
-    service = server_lib.PredictionService(self.server.manager, max_images_per_request=2)
+    service = service_lib.PredictionService(self.server.manager, max_images_per_request=2)
     for signature, images in (("serve_encoded", [tiny] * 3), ("", np.zeros([3, 8, 8, 3]))):
       images = np.array(images, dtype=object if signature else np.uint8)
       request = _predict_request({"images": images}, signature=signature)
-      with self.assertRaisesRegex(server_lib.ServingError, "--max_images_per_request"):
+      with self.assertRaisesRegex(validation.ServingError, "--max_images_per_request"):
         service.run_predict(self._spy(seen), request)
     self.assertEqual(seen, [])  # the model never ran
 
@@ -414,16 +416,16 @@ class LocalServerTest(ClientContractMixin, tf.test.TestCase):
     # PNGs whose header says 64x64 but whose pixel data is cut: decoding them would fail with
     # INVALID_ARGUMENT; the budget refuses them first, from the headers alone.
     cut = _png(make_images()[0])[:60]
-    service = server_lib.PredictionService(self.server.manager, max_decoded_pixels=3 * 64 * 64 - 1)
+    service = service_lib.PredictionService(self.server.manager, max_decoded_pixels=3 * 64 * 64 - 1)
     seen = []
     request = _predict_request({"images": np.array([cut] * 3, object)}, signature="serve_encoded")
-    with self.assertRaises(server_lib.ServingError) as caught:
+    with self.assertRaises(validation.ServingError) as caught:
       service.run_predict(self._spy(seen), request)
     self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
     self.assertIn("12288 pixels", caught.exception.message)
     self.assertIn(f"budget of {3 * 64 * 64 - 1} pixels per request", caught.exception.message)
     self.assertIn("--max_decoded_pixels", caught.exception.message)
-    with self.assertRaisesRegex(server_lib.ServingError, "--max_decoded_pixels") as caught:
+    with self.assertRaisesRegex(validation.ServingError, "--max_decoded_pixels") as caught:
       service.run_predict(self._spy(seen), _predict_request({"images": make_images()}))
     self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
     self.assertEqual(seen, [])
@@ -434,9 +436,9 @@ class LocalServerTest(ClientContractMixin, tf.test.TestCase):
   def test_batches_run_in_chunks_with_the_same_results(self):
     images = np.concatenate([make_images(1), make_images(2)])[:5]
     pngs = np.array([_png(image) for image in images], object)
-    whole = server_lib.PredictionService(self.server.manager)
-    by_count = server_lib.PredictionService(self.server.manager, chunk_images=2)
-    by_pixels = server_lib.PredictionService(self.server.manager, chunk_pixels=3 * 64 * 64)
+    whole = service_lib.PredictionService(self.server.manager)
+    by_count = service_lib.PredictionService(self.server.manager, chunk_images=2)
+    by_pixels = service_lib.PredictionService(self.server.manager, chunk_pixels=3 * 64 * 64)
     for signature, inputs in (("", images), ("serve_encoded", pngs)):
       request = _predict_request({"images": inputs}, signature=signature)
       seen = []
@@ -459,11 +461,11 @@ class LocalServerTest(ClientContractMixin, tf.test.TestCase):
     pngs = np.array([_png(image) for image in make_images()] * 2, object)  # 6 images
     request = _predict_request({"images": pngs}, signature="serve_encoded")
     one_image = 64 * 64 + 200  # labels at 64x64 plus the small outputs, roughly
-    service = server_lib.PredictionService(
+    service = service_lib.PredictionService(
       self.server.manager, chunk_images=2, max_send_message_bytes=4 * one_image
     )
     seen = []
-    with self.assertRaises(server_lib.ServingError) as caught:
+    with self.assertRaises(validation.ServingError) as caught:
       service.run_predict(self._spy(seen), request)
     self.assertEqual(caught.exception.code, grpc.StatusCode.RESOURCE_EXHAUSTED)
     self.assertIn("would be", caught.exception.message)
