@@ -51,7 +51,7 @@ poses":
 Both checks: `keras.utils.set_random_seed(--seed)` before the model is built, Adam(1e-3),
 ``--batch_size`` pairs (oracle) or frames (supervised) per step drawn with
 ``np.random.default_rng(--seed)``. A missing ``--data_dir`` is generated first as the trainer
-would (`copart_tf.data.sprites.synthesize_sprites_dataset` with the config's
+would (`copart_tf.synthetic.sprites.synthesize_sprites_dataset` with the config's
 --synth_train_videos, --synth_test_videos, --synth_frames, --image_size and --seed: for
 sprites.cfg 200 + 20 videos x 32 frames at 64 px, data seed 0, ~20 s); a data dir without the
 side-car labels, or written by another generator, is an error. Progress every 100 steps on
@@ -93,9 +93,9 @@ if ROOT not in sys.path:
 
 # copart_tf before TensorFlow (imported lazily below): its environment defaults (oneDNN on).
 from copart_tf.data import ground_truth, layout, video_io  # noqa: E402
-from copart_tf.data import sprites as sprites_lib  # noqa: E402
 from copart_tf.errors import ConfigError, CopartError  # noqa: E402
 from copart_tf.evaluation import metrics  # noqa: E402
+from copart_tf.synthetic import sprites as sprites_lib  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import quality_ladder  # noqa: E402  (its test pairs and table layout)
@@ -243,7 +243,7 @@ def load_split(data_dir, split):
     if not os.path.isfile(labels):
       raise SystemExit(
         f"error: {labels} is missing: these checks need the side-car labels (poses, parts) of "
-        f"copart_tf.data.sprites; delete {data_dir} to regenerate it"
+        f"copart_tf.synthetic.sprites; delete {data_dir} to regenerate it"
       )
     files = video_io.list_frame_files(path)
     frames = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])

@@ -13,10 +13,10 @@ import numpy as np
 from parameterized import parameterized
 from PIL import Image
 
-from copart_tf.data import figure2d, sprites
+from copart_tf import synthetic
 from copart_tf.data import ground_truth as gt_lib
-from copart_tf.data import synthesize as synth
 from copart_tf.errors import ConfigError, DataError
+from copart_tf.synthetic import figure2d, sprites
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 64
@@ -403,17 +403,17 @@ class LadderDataTest(unittest.TestCase):
     with self.assertRaisesRegex(DataError, "not empty"):
       sprites.synthesize_sprites_dataset(self.roots["sprites"], 1, 0, frames=1)
     with self.assertRaisesRegex(ConfigError, "--body='robot'.*sprites"):
-      synth.synthesize_dataset("robot", os.path.join(self.tmp, "d"), 1, 0, 1)
+      synthetic.synthesize_dataset("robot", os.path.join(self.tmp, "d"), 1, 0, 1)
     self.assertFalse(os.path.exists(os.path.join(self.tmp, "x")))
 
   def test_synthesize_dispatch_without_pybullet(self):
     """synthesize_dataset('sprites'/'figure2d') never imports pybullet."""
     code = (
       "import sys, json\n"
-      "from copart_tf.data import synthesize\n"
+      "from copart_tf import synthetic\n"
       "out = {}\n"
       "for name in ('sprites', 'figure2d'):\n"
-      f"  s = synthesize.synthesize_dataset(name, {self.tmp!r} + '/' + name, 1, 1, 2, size=32)\n"
+      f"  s = synthetic.synthesize_dataset(name, {self.tmp!r} + '/' + name, 1, 1, 2, size=32)\n"
       "  out[name] = [s['body'], s['frames']]\n"
       "out['pybullet'] = 'pybullet' in sys.modules\n"
       "print('RESULT ' + json.dumps(out))\n"
@@ -435,7 +435,7 @@ class LadderDataTest(unittest.TestCase):
       [
         sys.executable,
         "-m",
-        "copart_tf.data.figure2d",
+        "copart_tf.synthetic.figure2d",
         f"--out={out}",
         "--train_videos=1",
         "--test_videos=1",
@@ -452,7 +452,7 @@ class LadderDataTest(unittest.TestCase):
     self.assertEqual(json.loads(proc.stdout)["frames"], 4)
     self.assertEqual(sorted(os.listdir(out)), ["labels", "meta.json", "test", "train"])
     again = subprocess.run(
-      [sys.executable, "-m", "copart_tf.data.sprites", f"--out={out}"],
+      [sys.executable, "-m", "copart_tf.synthetic.sprites", f"--out={out}"],
       capture_output=True,
       text=True,
       cwd=ROOT,

@@ -12,7 +12,7 @@ import unittest
 import benchmark_scripts
 import numpy as np
 
-from copart_tf.data import figure2d
+from copart_tf.synthetic import figure2d
 
 oracles = benchmark_scripts.load("landmark_oracles")
 

@@ -40,9 +40,10 @@ import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
-from copart_tf.data import ground_truth, sprites, video_io
+from copart_tf.data import ground_truth, video_io
 from copart_tf.evaluation import metrics
 from copart_tf.inference import Segmenter
+from copart_tf.synthetic import sprites
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "sprites.cfg")

@@ -16,7 +16,7 @@ import unittest
 import benchmark_scripts
 import numpy as np
 
-from copart_tf.data import sprites
+from copart_tf.synthetic import sprites
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 420  # the machine is shared with long trainings

@@ -11,7 +11,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from copart_tf.data import sprites
+from copart_tf.synthetic import sprites
 from copart_tf.training import config as config_lib
 from copart_tf.training import trainer
 

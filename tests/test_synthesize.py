@@ -9,10 +9,12 @@ import numpy as np
 from parameterized import parameterized
 from PIL import Image
 
-from copart_tf.data import bodies
-from copart_tf.data import synthesize as synth
 from copart_tf.data.ground_truth import read_ground_truth
 from copart_tf.errors import ConfigError, DataError
+from copart_tf.synthetic import appearance as appearance_lib
+from copart_tf.synthetic import bodies, dataset, render
+from copart_tf.synthetic import camera as camera_lib
+from copart_tf.synthetic import scene as scene_lib
 
 _SCENES = {}
 
@@ -20,7 +22,7 @@ _SCENES = {}
 def _scene(body):
   """One pybullet scene per body for the whole module (loading meshes takes a moment)."""
   if body not in _SCENES:
-    _SCENES[body] = synth.Scene(bodies.get_body(body))
+    _SCENES[body] = scene_lib.Scene(bodies.get_body(body))
   return _SCENES[body]
 
 
@@ -43,7 +45,7 @@ def _tree_bytes(root):
 def _tiny(out, seed=0, **kwargs):
   args = dict(train_videos=1, test_videos=1, frames=3, size=32, seed=seed, supersample=2)
   args.update(kwargs)
-  return synth.synthesize_dataset("humanoid_mocap", out, **args)
+  return dataset.synthesize_dataset("humanoid_mocap", out, **args)
 
 
 class DatasetTest(unittest.TestCase):
@@ -132,7 +134,7 @@ class DatasetTest(unittest.TestCase):
 
   def test_unknown_body(self):
     with self.assertRaisesRegex(ConfigError, "--body='robot'"):
-      synth.synthesize_dataset("robot", os.path.join(self.tmp, "d"), 1, 0, 1)
+      dataset.synthesize_dataset("robot", os.path.join(self.tmp, "d"), 1, 0, 1)
 
 
 class BodiesTest(unittest.TestCase):
@@ -183,18 +185,18 @@ class RenderingTest(unittest.TestCase):
     box = c.createMultiBody(0, -1, shape, basePosition=[0.0, 0.0, 5.0])
     try:
       size = 48
-      view = synth.look_at([0.0123, 0.0371, 8.0], [0.0123, 0.0371, 5.0], up=(0.0, 1.0, 0.0))
-      proj = synth.perspective(30.0)
+      view = camera_lib.look_at([0.0123, 0.0371, 8.0], [0.0123, 0.0371, 5.0], up=(0.0, 1.0, 0.0))
+      proj = camera_lib.perspective(30.0)
       _, _, _, _, seg = c.getCameraImage(
         size,
         size,
         viewMatrix=view.T.reshape(-1).tolist(),
-        projectionMatrix=synth.render_projection(proj, size, size).T.reshape(-1).tolist(),
+        projectionMatrix=camera_lib.render_projection(proj, size, size).T.reshape(-1).tolist(),
         renderer=scene.p.ER_TINY_RENDERER,
       )
       covered = np.asarray(seg).reshape(size, size) == box
       corners = np.array([[-0.3, -0.2, 5.001], [0.3, 0.2, 5.001]])
-      pix, _ = synth.project_points(corners, view, proj, size, size)
+      pix, _ = camera_lib.project_points(corners, view, proj, size, size)
       x0, x1 = sorted(pix[:, 0])
       y0, y1 = sorted(pix[:, 1])
       centres = np.arange(size)
@@ -212,13 +214,13 @@ class RenderingTest(unittest.TestCase):
     spec = scene.spec
     motion = spec.sample_motion(rng, 1, 30.0, scene.data_path, clip)
     scene.set_pose(motion.poses[0])
-    appearance = synth._sample_appearance(rng, scene.num_links + 1)
+    appearance = appearance_lib._sample_appearance(rng, scene.num_links + 1)
     scene.dress(appearance)
-    camera = synth.fit_camera(scene.bbox_corners(), 30.0, elevation, 40.0, 0.8)
+    camera = camera_lib.fit_camera(scene.bbox_corners(), 30.0, elevation, 40.0, 0.8)
     size = 64
     big = size * supersample
     rgb, seg, depth = scene.render(camera["view"], camera["proj"], big, big, appearance, 30.0)
-    links = synth.downsample_labels(scene.link_labels(seg), supersample)
+    links = render.downsample_labels(scene.link_labels(seg), supersample)
     world = scene.landmarks_world()
     c = scene.client
     c.resetBasePositionAndOrientation(scene.body, [50.0, 50.0, -50.0], [0.0, 0.0, 0.0, 1.0])
@@ -228,13 +230,13 @@ class RenderingTest(unittest.TestCase):
       "scene": scene,
       "rgb_big": rgb,
       "rgb_bg_big": rgb_bg,
-      "rgb": synth.downsample_rgb(rgb, supersample),
-      "rgb_bg": synth.downsample_rgb(rgb_bg, supersample),
+      "rgb": render.downsample_rgb(rgb, supersample),
+      "rgb_bg": render.downsample_rgb(rgb_bg, supersample),
       "links": links,
       "parts": scene.link_to_part[links],
       "camera": camera,
       "world": world,
-      "depth": synth.linearize_depth(depth),
+      "depth": camera_lib.linearize_depth(depth),
       "size": size,
     }
 
@@ -262,7 +264,7 @@ class RenderingTest(unittest.TestCase):
   def test_humanoid_landmarks(self):
     f = self._frame("humanoid_mocap", supersample=2, clip="walk", elevation=10.0)
     size = f["size"]
-    pix, depth = synth.project_points(
+    pix, depth = camera_lib.project_points(
       f["world"], f["camera"]["view"], f["camera"]["proj"], size, size
     )
     names = bodies.HUMANOID.landmark_names
@@ -273,7 +275,7 @@ class RenderingTest(unittest.TestCase):
     for side in ("left", "right"):
       self.assertLess(pix[idx["pelvis"], 1], pix[idx[f"{side}_knee"], 1])
       self.assertLess(pix[idx[f"{side}_knee"], 1], pix[idx[f"{side}_ankle"], 1])
-    visible = synth._visibility(
+    visible = render._visibility(
       pix, depth, f["depth"], size, 2, bodies.HUMANOID.visibility_tolerance
     )
     self.assertGreaterEqual(visible.sum(), 10)
@@ -289,28 +291,28 @@ class RenderingTest(unittest.TestCase):
     depth_map = np.full((8, 8), 2.0)
     pix = np.array([[3.0, 3.0], [3.0, 3.0], [-1.0, 3.0]])
     depth = np.array([2.05, 2.5, 2.0])
-    visible = synth._visibility(pix, depth, depth_map, 8, 1, tolerance=0.1)
+    visible = render._visibility(pix, depth, depth_map, 8, 1, tolerance=0.1)
     np.testing.assert_array_equal(visible, [True, False, False])
 
 
 class DownsampleTest(unittest.TestCase):
   def test_majority(self):
     labels = np.array([[1, 1, 0, 0], [1, 2, 0, 3]])
-    np.testing.assert_array_equal(synth.downsample_labels(labels, 2), [[1, 0]])
+    np.testing.assert_array_equal(render.downsample_labels(labels, 2), [[1, 0]])
 
   def test_ties_are_split_evenly(self):
     # A vertical edge through the middle of every 2x2 block: half of the pixels go to each side.
     labels = np.tile(np.array([[1, 2]]), (8, 4))
-    out = synth.downsample_labels(labels, 2)
+    out = render.downsample_labels(labels, 2)
     self.assertEqual((out == 1).sum(), (out == 2).sum())
     labels_h = labels.T
-    out_h = synth.downsample_labels(labels_h, 2)
+    out_h = render.downsample_labels(labels_h, 2)
     self.assertEqual((out_h == 1).sum(), (out_h == 2).sum())
 
   def test_rgb_area_average(self):
     rgb = np.zeros((2, 2, 3), np.uint8)
     rgb[0, 0] = 200
-    np.testing.assert_array_equal(synth.downsample_rgb(rgb, 2), [[[50, 50, 50]]])
+    np.testing.assert_array_equal(render.downsample_rgb(rgb, 2), [[[50, 50, 50]]])
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ One npz per video, all arrays indexed by the video's frames (T of them):
   ``landmark_names`` str `[L]`.
 - optional extra arrays (``write_ground_truth(..., extra=...)``), each with leading dimension T,
   e.g. the synthetic ladders' ``poses`` float32 `[T, P, 2, 3]` and ``pose_visible`` bool `[T, P]`
-  (`copart_tf.data.sprites`, `copart_tf.data.figure2d`). `read_ground_truth` ignores them;
+  (`copart_tf.synthetic.sprites`, `copart_tf.synthetic.figure2d`). `read_ground_truth` ignores them;
   `read_extra` / `read_poses` return them.
 
 Only ``parts`` (for foreground and part IoU) or ``landmarks`` (for landmark regression) is needed
@@ -237,7 +237,7 @@ def read_extra(path):
 
 
 def read_poses(path):
-  """Ground-truth part poses of a synthetic-ladder video (`copart_tf.data.sprites`/`figure2d`).
+  """Ground-truth part poses of a synthetic-ladder video (`copart_tf.synthetic.sprites`/`figure2d`).
 
   Returns:
     dict with ``poses`` float32 `[T, P, 2, 3]` (canonical -> image affines [A | t] in normalised

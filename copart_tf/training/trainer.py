@@ -79,10 +79,10 @@ def ensure_data(config):
       f"--data_dir={config.data_dir}: no such dataset (expected {train_dir}/<video>/...); pass "
       "--synthesize_if_missing=humanoid_mocap to generate the synthetic one"
     )
-  from copart_tf.data import synthesize  # pybullet is imported only for the pybullet bodies
+  from copart_tf import synthetic  # pybullet is imported only for the pybullet bodies
 
   name = config.synthesize_if_missing
-  ladder = name in synthesize.LADDER_DATASETS
+  ladder = name in synthetic.LADDER_DATASETS
   total_frames = (config.synth_train_videos + config.synth_test_videos) * config.synth_frames
   logging.info(
     "%s is missing: generating the synthetic %s dataset (%d train + %d test videos x %d frames)",
@@ -98,7 +98,7 @@ def ensure_data(config):
     del total
     bar.update(done, "frames rendered")
 
-  summary = synthesize.synthesize_dataset(
+  summary = synthetic.synthesize_for_training(
     name,
     config.data_dir,
     train_videos=config.synth_train_videos,
@@ -109,7 +109,7 @@ def ensure_data(config):
     progress=report,
     supersample=None if ladder else config.synth_supersample,
     background=config.synth_background,
-    clips=synthesize.resolve_clips(config.synth_clips.split(","))
+    clips=synthetic.resolve_clips(config.synth_clips.split(","))
     if config.synth_clips and name == "humanoid_mocap"
     else None,
   )

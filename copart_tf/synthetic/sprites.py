@@ -2,10 +2,10 @@ r"""Synthetic "quality ladder" dataset 1: rigid flat-coloured sprites on a plain
 
 Usage::
 
-  python -m copart_tf.data.sprites --out=data/sprites      # 200 train + 20 test videos, 32 x 64px
+  python -m copart_tf.synthetic.sprites --out=data/sprites    # 200 train + 20 test, 32 x 64px
 
 or `synthesize_sprites_dataset(root, ...)`, or ``python -m copart_tf.train
---synthesize_if_missing=sprites`` (through `copart_tf.data.synthesize.synthesize_dataset`).
+--synthesize_if_missing=sprites`` (through `copart_tf.synthetic.synthesize_dataset`).
 
 Each video shows 1-4 rigid shapes (ellipses, rectangles, capsules), roughly 8-20 px across at 64 px
 (sizes scale with the frame), each a distinct saturated colour, on a plain background whose colour
@@ -24,7 +24,7 @@ averaged (anti-aliased edges, exact colours inside); labels are evaluated once p
 centre (the topmost shape covering the centre, 0 = background). Coordinates follow
 `copart_tf.ops.grid` (pixel centres at integers, 0 = centre of the first pixel).
 
-Layout (FOMM + side-car, as `copart_tf.data.synthesize`)::
+Layout (FOMM + side-car, as `copart_tf.synthetic.dataset`)::
 
   root/{train,test}/<video>/<frame:05d>.png       video = <index:05d>_sprites<n>
   root/labels/{train,test}/<video>.npz            see below
@@ -47,7 +47,7 @@ train, 1 = test), so the same seed gives byte-identical files and videos are ind
 Default size (220 videos x 32 frames at 64 px, 31 MB): about 20 s (see `synthesize_sprites_dataset`).
 
 This module also holds the shape rasteriser and the dataset writer shared with
-`copart_tf.data.figure2d`.
+`copart_tf.synthetic.figure2d`.
 """
 
 import colorsys
@@ -64,8 +64,11 @@ from PIL import Image
 
 from copart_tf.data.ground_truth import write_ground_truth
 from copart_tf.errors import ConfigError, CopartError, DataError
+from copart_tf.synthetic import sheet
 
-GENERATOR_VERSION = "copart_tf.data.sprites/2"  # 2: identity="fixed" by default
+# The generator's name in meta.json (its module path when it was written, kept across the move:
+# benchmarks/pose_oracles.py and configs/sprites.cfg name it). 2: identity="fixed" by default.
+GENERATOR_VERSION = "copart_tf.data.sprites/2"
 SPLITS = ("train", "test")
 MAX_SHAPES = 4
 KINDS = ("ellipse", "rectangle", "capsule")
@@ -402,7 +405,7 @@ def render_sprites_video(
 
 
 def video_rng(seed, split_index, video_index):
-  """The RNG of one video (as `copart_tf.data.synthesize`)."""
+  """The RNG of one video (as `copart_tf.synthetic.dataset`)."""
   return np.random.default_rng(np.random.SeedSequence([seed, split_index, video_index]))
 
 
@@ -425,9 +428,6 @@ def check_args(train_videos, test_videos, frames, size, seed, supersample):
 
 def contact_sheet_row(video, frames_shown=4, scale=None):
   """One row: for `frames_shown` evenly spaced frames, frame | colourised labels."""
-  # The pybullet generator's palette and colouring (imported here: synthesize imports this module).
-  from copart_tf.data import synthesize
-
   size = video["frames"].shape[1]
   scale = scale or max(1, 128 // size)
   num = len(video["frames"])
@@ -436,7 +436,7 @@ def contact_sheet_row(video, frames_shown=4, scale=None):
   block = np.ones((scale, scale, 1), np.uint8)
   for t in picks:
     tiles.append(np.kron(video["frames"][t], block))
-    tiles.append(np.kron(synthesize.colorize_parts(video["parts"][t]), block))
+    tiles.append(np.kron(sheet.colorize_parts(video["parts"][t]), block))
   while len(tiles) < 2 * frames_shown:
     tiles.append(np.zeros_like(tiles[0]))
   return np.concatenate(tiles, axis=1)

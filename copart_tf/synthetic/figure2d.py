@@ -2,10 +2,10 @@ r"""Synthetic "quality ladder" dataset 2: a flat 2D articulated figure of 10 cap
 
 Usage::
 
-  python -m copart_tf.data.figure2d --out=data/figure2d   # 200 train + 20 test videos, 32 x 64px
+  python -m copart_tf.synthetic.figure2d --out=data/figure2d  # 200 train + 20 test, 32 x 64px
 
 or `synthesize_figure2d_dataset(root, ...)`, or ``python -m copart_tf.train
---synthesize_if_missing=figure2d`` (through `copart_tf.data.synthesize.synthesize_dataset`).
+--synthesize_if_missing=figure2d`` (through `copart_tf.synthetic.synthesize_dataset`).
 
 The figure faces the viewer (its left side is on the image's right) and is made of 10 capsules:
 torso, head, left/right upper arm, left/right lower arm, left/right thigh, left/right shin, each a
@@ -26,8 +26,8 @@ Measured on the default dataset (220 videos x 32 frames, 64 px, seed 0): the fig
 
 Draw order (back to front): left thigh, left shin, left upper arm, left lower arm, torso, head,
 right thigh, right shin, right upper arm, right lower arm, i.e. the figure's left side is the far
-side. Rendering and labels as `copart_tf.data.sprites` (supersampled RGB, labels = topmost part at
-each pixel centre).
+side. Rendering and labels as `copart_tf.synthetic.sprites` (supersampled RGB, labels = topmost
+part at each pixel centre).
 
 Side-car: ``parts`` = ``links`` in 1..10 (`PART_NAMES`); ``landmarks`` `[T, 14, 2]` = joints
 (`LANDMARK_NAMES`: head top, neck, shoulders, elbows, wrists, hips, knees, ankles) in pixels;
@@ -42,9 +42,10 @@ Per-video RNG ``default_rng(SeedSequence([seed, split, index]))``: same seed, id
 
 import numpy as np
 
-from copart_tf.data import sprites
-from copart_tf.data.sprites import Shape
+from copart_tf.synthetic import sprites
+from copart_tf.synthetic.sprites import Shape
 
+# The generator's name in meta.json (its module path when it was written, kept across the move).
 GENERATOR_VERSION = "copart_tf.data.figure2d/1"
 PART_NAMES = [
   "background",
