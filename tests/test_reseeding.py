@@ -8,7 +8,6 @@ from copart_tf.errors import ConfigError
 from copart_tf.model.copart_model import CoPartModel
 from copart_tf.training import config as config_lib
 from copart_tf.training import reseeding
-from copart_tf.training.fused_adam import FusedAdam
 
 K = 4
 SIZE = 32
@@ -31,7 +30,7 @@ def _model(linear_from="regression"):
     background_depth_offset=-5.0,
   )
   model.build()
-  optimizer = FusedAdam(1e-3)
+  optimizer = keras.optimizers.Adam(1e-3)
   optimizer.build(model.trainable_variables)
   return model, optimizer
 

@@ -48,7 +48,6 @@ def build_model(config, with_optimizer):
   """
   from copart_tf.losses import perceptual as perceptual_lib
   from copart_tf.model.copart_model import CoPartModel
-  from copart_tf.training.fused_adam import FusedAdam
 
   keras.utils.set_random_seed(config.seed)
   model = CoPartModel(
@@ -61,7 +60,7 @@ def build_model(config, with_optimizer):
   )
   model.build()
   if with_optimizer:
-    optimizer = FusedAdam(LEARNING_RATE)  # as the trainer
+    optimizer = keras.optimizers.Adam(LEARNING_RATE)  # as the trainer
     model.compile(optimizer=optimizer)
     optimizer.build(model.trainable_variables)
   if config.perceptual == "random":

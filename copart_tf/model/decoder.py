@@ -45,9 +45,8 @@ class PartDecoder(keras.layers.Layer):
       ],
     )
     # Upsample-then-conv layout: nearest x2 then a 3x3 conv (bilinear resizing's gradient is ~3x
-    # slower on CPU, measured, and the following conv smooths the blocks anyway), computed as one
-    # fused op at the low resolution (copart_tf.ops.conv.upsample_conv2d: exact, 2.25x fewer
-    # FLOPs). GroupNorm on every conv but the last, highest-resolution one, where it costs as much
+    # slower on CPU, measured, and the following conv smooths the blocks anyway). GroupNorm on
+    # every conv but the last, highest-resolution one, where it costs as much
     # as the conv itself.
     # A 1x1 output conv written as Dense (a matmul over the channel axis): oneDNN's 1x1-conv
     # filter gradient on many small maps ran ~10x slower than the equivalent matmul (measured).

@@ -8,16 +8,14 @@ silently kept random weights for them. `add_sublayers` / `sublayers` keep the li
 
 import keras
 
-from copart_tf.ops import conv as conv_lib
-
 
 class ConvNormAct(keras.layers.Layer):
   """3x3 conv -> GroupNorm (optional) -> ReLU.
 
-  The `keras.layers.Conv2D` sublayer holds the weights; `call` convolves with
-  `copart_tf.ops.conv` (same function): Winograd or a matmul filter gradient on the wide convs
-  where they measured faster on CPU, and a preceding nearest x2 upsampling fused into the conv
-  (`call(x, upsample=True)`, 2.25x fewer FLOPs than upsampling first).
+  Stock ops only (cuDNN on a GPU, oneDNN on a CPU, and the same ops in every export):
+  `call(x, upsample=True)` repeats pixels (nearest x2) before the conv. Hand-written CPU convs
+  (Winograd, matmul filter gradients, upsampling fused into the conv) were deleted in issue 18:
+  they did not make the small preset's training step faster (README, "Training speed").
 
   GroupNorm instead of BatchNorm: parts are folded into the batch for the decoder and the three
   encoder passes share one batch, so batch statistics would mix unrelated maps; GroupNorm also
@@ -50,14 +48,9 @@ class ConvNormAct(keras.layers.Layer):
 
   def call(self, x, upsample=False):
     """Args: x `[N, H, W, C_in]`; upsample: nearest x2 before the conv. Returns `[N, H', W', C]`."""
-    kernel = keras.ops.cast(self.conv.kernel, x.dtype)
-    bias = None if self.conv.bias is None else keras.ops.cast(self.conv.bias, x.dtype)
     if upsample:
-      if self.conv.strides != (1, 1):
-        raise ValueError(f"{self.name}: upsample=True needs a stride-1 conv")
-      x = conv_lib.upsample_conv2d(x, kernel, bias)
-    else:
-      x = conv_lib.conv2d(x, kernel, bias, strides=self.conv.strides[0], padding="SAME")
+      x = keras.ops.repeat(keras.ops.repeat(x, 2, axis=1), 2, axis=2)
+    x = self.conv(x)
     if self.norm is not None:
       x = self.norm(x)
     return keras.ops.relu(x)

@@ -31,7 +31,6 @@ from copart_tf.training import config as config_lib
 from copart_tf.training import progress as progress_lib
 from copart_tf.training import reseeding, shutdown, visualize
 from copart_tf.training import strategy as strategy_lib
-from copart_tf.training.fused_adam import FusedAdam
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_SUBDIR = "checkpoints"
@@ -206,9 +205,7 @@ def build_model(config, strategy):
   with strategy.scope():
     model = CoPartModel(**config.model_kwargs(perceptual))
     model.build()
-    # Keras' Adam maths and checkpoint layout, one fused kernel per variable (~0.5 s less per
-    # paper-preset step on 2 cores, benchmarks/optimizer_update.py).
-    optimizer = FusedAdam(
+    optimizer = keras.optimizers.Adam(
       learning_rate_schedule(config), global_clipnorm=config.clip_grad_norm or None
     )
     model.compile(optimizer=optimizer)
