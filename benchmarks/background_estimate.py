@@ -36,7 +36,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+# isort: off
+from copart_tf import cli_env  # noqa: E402, F401 (TensorFlow's environment, before TF loads)
 import tensorflow as tf  # noqa: E402
+# isort: on
 
 from copart_tf.data import augment, pipeline  # noqa: E402
 from copart_tf.errors import DataError  # noqa: E402

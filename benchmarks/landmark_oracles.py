@@ -44,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
+from copart_tf import cli_env  # noqa: E402, F401 (TensorFlow's environment, before TF loads)
 from copart_tf.data import pipeline  # noqa: E402
 from copart_tf.errors import DataError  # noqa: E402
 from copart_tf.evaluation import baselines, metrics  # noqa: E402

@@ -7,8 +7,8 @@ per call) and prints one JSON object: the median and best GFLOP/s over `--steps`
   python benchmarks/matmul_gflops.py --size=4096 --steps=5
 
 `python -m copart_tf.benchmark` runs the same measurement (`copart_tf.benchmarking.matmul`) unless
-given `--peak_gflops`. Like the benchmark, it imports copart_tf first so TensorFlow starts with the
-project's oneDNN setting (TF_ENABLE_ONEDNN_OPTS=1).
+given `--peak_gflops`. Like the benchmark, it imports copart_tf.cli_env first so TensorFlow starts with
+the project's oneDNN setting (TF_ENABLE_ONEDNN_OPTS=1).
 """
 
 import argparse
@@ -27,7 +27,7 @@ def main(argv=None):
   parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
   args = parser.parse_args(argv)
 
-  import copart_tf  # noqa: F401  (environment defaults before TensorFlow loads)
+  from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
   from copart_tf.benchmarking import machine, matmul
 
   result = matmul.matmul_gflops(args.size, args.steps, args.warmup, args.dtype)

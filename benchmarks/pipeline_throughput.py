@@ -80,6 +80,7 @@ def main(argv=None):
       args.synthetic_size,
     )
 
+  from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
   from copart_tf.data import pipeline
 
   start = time.perf_counter()

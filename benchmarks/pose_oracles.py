@@ -18,7 +18,7 @@ poses":
   output; everything else (encoder, part-map head, decoder) trains as usual on the same losses.
   The recipe is derived at run time (`derive_recipe`), not copied: the flagfile is parsed with
   the training CLI's own flags (`copart_tf.train.config_from_flags`) and turned into
-  `CoPartModel` kwargs by `TrainConfig.model_kwargs`, with perceptual term "pyramid" (the config
+  `CoPartModel` kwargs by `TrainConfig.model_config`, with perceptual term "pyramid" (the config
   must say --vgg_weights=none --perceptual_fallback=pyramid; anything else is an error). Then the
   seek, claims, consistency and equivariance weights are set to 0 and --gate_masks_by_claims
   off: those terms only train the poses, and the gate reads heatmap logits that the oracle's
@@ -92,6 +92,7 @@ if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
 
 # copart_tf before TensorFlow (imported lazily below): its environment defaults (oneDNN on).
+from copart_tf import cli_env  # noqa: E402, F401 (TensorFlow's environment, before TF loads)
 from copart_tf.data import ground_truth, layout, video_io  # noqa: E402
 from copart_tf.errors import ConfigError, CopartError  # noqa: E402
 from copart_tf.evaluation import metrics  # noqa: E402
@@ -167,11 +168,11 @@ def perceptual_of(config, path):
 
 
 def derive_recipe(config, path):
-  """`CoPartModel` kwargs of `config` (`TrainConfig.model_kwargs`) without `POSE_ONLY_TERMS`.
+  """`CoPartModel` kwargs of `config` (`TrainConfig.model_config`) without `POSE_ONLY_TERMS`.
 
   ``num_parts`` and ``image_size`` are the config's; `run` replaces them with the data's.
   """
-  recipe = config.model_kwargs(perceptual_of(config, path))
+  recipe = config.model_config(perceptual_of(config, path))
   for term in POSE_ONLY_TERMS:
     recipe[term] = 0.0
   # Off: the gate cuts each part's mask to where its heatmap claims the content, and the oracle's
@@ -380,7 +381,7 @@ def run_oracle(train, test, args, recipe):
 
   keras.utils.set_random_seed(args.seed)
   num_parts = recipe["num_parts"]
-  model = CoPartModel(**recipe)
+  model = CoPartModel.from_config(recipe)
   # The benchmark isolates decoder + assembly + losses from pose learning: the true poses stand
   # in for the transform head. The swap happens before `build` (Keras locks a built model's
   # layers), so the real head is never built and has no variables; the filter below keeps any out
@@ -501,7 +502,7 @@ def run_supervised(train, test, args, recipe):
   linear_from = args.linear_from or recipe["linear_from"]
   if args.shift_from != "heatmap":
     linear_from = "regression"  # the heatmap-read linear part needs heatmap centres
-  model = CoPartModel(**dict(recipe, shift_from=args.shift_from, linear_from=linear_from))
+  model = CoPartModel.from_config(dict(recipe, shift_from=args.shift_from, linear_from=linear_from))
   model.build()
   optimizer = keras.optimizers.Adam(LEARNING_RATE)
   variables = model.encoder.trainable_variables + model.transform_head.trainable_variables

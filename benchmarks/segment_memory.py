@@ -31,6 +31,7 @@ sys.path.insert(0, ROOT)
 
 def child(args):
   """Segments one video and prints a JSON line (runs in its own process)."""
+  from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
   from copart_tf.apps import segmentation
   from copart_tf.benchmarking import machine
   from copart_tf.inference import Segmenter

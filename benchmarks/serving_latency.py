@@ -36,6 +36,7 @@ def export_random_model(base, preset, image_size, num_parts, seed=0):
   """Exports an untrained model (enough for timing) as version 1 under `base`."""
   import keras
 
+  from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
   from copart_tf.export import saved_model as export_lib
   from copart_tf.model.copart_model import CoPartModel
 

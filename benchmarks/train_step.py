@@ -12,18 +12,14 @@ For a before/after comparison run the script against both trees, alternating, as
 """
 
 import json
-import os
 import sys
 import time
 
-# As the CLIs: oneDNN on (the default of this TensorFlow build is off on our machines).
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+import numpy as np
+from absl import app, flags
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-from copart_tf import train as train_cli  # noqa: E402 (defines the training flags)
+from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
+from copart_tf import train as train_cli  # defines the training flags
 
 STEPS = flags.DEFINE_integer("steps", 10, "Timed steps.")
 WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps first (tracing).")

@@ -25,6 +25,7 @@ import sys
 
 from absl import app, flags
 
+from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
 from copart_tf.benchmarking.config import BenchmarkConfig
 from copart_tf.errors import ConfigError, CopartError
 

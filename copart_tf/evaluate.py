@@ -13,6 +13,7 @@ import sys
 
 from absl import app, flags
 
+from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
 from copart_tf.errors import CopartError
 
 MODEL = flags.DEFINE_string("model", None, "Training run dir (checkpoints) or exported SavedModel.")

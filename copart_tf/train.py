@@ -12,6 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
+from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
 from copart_tf.errors import CopartError
 from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS
 from copart_tf.model.presets import PRESETS

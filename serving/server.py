@@ -29,6 +29,7 @@ import threading
 import grpc
 from absl import app, flags, logging
 
+from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
 from serving import service as service_lib
 from serving import validation, versions
 

@@ -51,7 +51,7 @@ def test_claims_gate_without_heatmap_shifts_is_a_one_line_config_error():
     config.validate()
   config.shift_from = "heatmap"
   config.validate()
-  assert config.model_kwargs("none")["gate_masks_by_claims"]
+  assert config.model_config("none")["gate_masks_by_claims"]
 
 
 def test_matting_and_presence_need_their_inputs_as_one_line_config_errors():
@@ -65,7 +65,7 @@ def test_matting_and_presence_need_their_inputs_as_one_line_config_errors():
   config.gate_masks_by_claims = config.warp_source_pixels = config.flat_part_colours = True
   config.colour_matting_gain = 4.0
   config.validate()
-  kwargs = config.model_kwargs("none")
+  kwargs = config.model_config("none")
   assert (kwargs["colour_matting_gain"], kwargs["presence_threshold"]) == (4.0, 0.03)
 
 
@@ -75,7 +75,7 @@ def test_background_colour_is_checked_and_reaches_the_model():
     config.validate()
   config.background_colour = "row_median"
   config.validate()
-  assert config.model_kwargs("none")["background_colour"] == "row_median"
+  assert config.model_config("none")["background_colour"] == "row_median"
 
 
 @pytest.mark.parametrize("degrees", [-1.0, 181.0])

@@ -1,8 +1,19 @@
-"""`copart_tf.model.loading`: building a model from a run's config.json."""
+"""`copart_tf.model.loading`: building a model from a run's model.json (or an older config.json)."""
 
+import json
+import os
+
+import keras
+import numpy as np
 import tensorflow as tf
 
 from copart_tf.model import loading
+from copart_tf.model.copart_model import CoPartModel, config_from_settings
+
+
+def _from_run_config(config):
+  """What loading does for a run written before model.json: the trainer's own mapping."""
+  return loading.model_from_config(config_from_settings(config, "none"))
 
 
 class ModelFromRunConfigTest(tf.test.TestCase):
@@ -15,7 +26,7 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       "detach_background_poses": True,
       "loss_weights": {"background": 0.3, "a_deleted_term": 1.0},
     }
-    model = loading.model_from_run_config(config)
+    model = _from_run_config(config)
     self.assertEqual(model.loss_weights["background"], 0.3)
     self.assertNotIn("a_deleted_term", model.loss_weights)
     self.assertTrue(model.detach_background_poses)
@@ -30,7 +41,7 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       "gate_masks_by_claims": True,
       "loss_weights": {"claims": 1.0, "consistency": 10.0},  # "claims": deleted in session 7
     }
-    model = loading.model_from_run_config(config)
+    model = _from_run_config(config)
     self.assertTrue(model.gate_masks_by_claims)
     self.assertEqual(model.loss_weights["consistency"], 10.0)
     clone = type(model).from_config(model.get_config())
@@ -57,7 +68,7 @@ class ModelFromRunConfigTest(tf.test.TestCase):
       "background_colour": "row_median",
       "initial_scale": 0.05,  # below the tanh range: only valid with log scales
     }
-    model = loading.model_from_run_config(config)
+    model = _from_run_config(config)
     for clone in (model, type(model).from_config(model.get_config())):
       self.assertTrue(clone.flat_part_colours)
       self.assertEqual(clone.linear_from, "heatmap")
@@ -70,3 +81,49 @@ class ModelFromRunConfigTest(tf.test.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class ModelConfigTest(tf.test.TestCase):
+  def _model(self):
+    keras.utils.set_random_seed(3)
+    model = CoPartModel.from_config(
+      config_from_settings(
+        {"num_parts": 2, "preset": "tiny", "image_size": 32, "shift_from": "heatmap"}, "none"
+      )
+    )
+    model.build()
+    return model
+
+  def test_model_json_wins_over_config_json(self):
+    # The run dir's model.json (model.get_config()) is what the model is rebuilt from.
+    model = self._model()
+    run = self.get_temp_dir()
+    with open(os.path.join(run, loading.CONFIG_FILE), "w") as f:
+      json.dump({"num_parts": 5, "preset": "tiny", "image_size": 32}, f)
+    with open(os.path.join(run, loading.MODEL_CONFIG_FILE), "w") as f:
+      json.dump(model.get_config(), f)
+    rebuilt = loading.model_from_config(loading.read_model_config(run))
+    self.assertEqual((rebuilt.num_parts, rebuilt.shift_from), (2, "heatmap"))
+
+  def test_a_model_json_that_is_not_json_is_one_line_error(self):
+    run = self.get_temp_dir()
+    with open(os.path.join(run, loading.MODEL_CONFIG_FILE), "w") as f:
+      f.write("{not json")
+    with self.assertRaisesRegex(Exception, r"model\.json: not valid JSON"):
+      loading.read_model_config(run)
+
+  def test_keras_file_round_trip(self):
+    # Registered for Keras serialization: a .keras file rebuilds the same model and weights.
+    model = self._model()
+    for weight in model.weights:  # not what a fresh model of the same seed would start from
+      weight.assign(weight + 0.01)
+    images = tf.random.stateless_uniform([1, 32, 32, 3], seed=[4, 5])
+    path = os.path.join(self.get_temp_dir(), "model.keras")
+    model.save(path)
+    clone = keras.saving.load_model(path)
+    self.assertIsInstance(clone, CoPartModel)
+    self.assertEqual(clone.get_config(), model.get_config())
+    self.assertLen(clone.weights, len(model.weights))
+    for mine, theirs in zip(model.weights, clone.weights, strict=True):
+      np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+    self.assertAllClose(clone(images)["masks"], model(images)["masks"])

@@ -49,7 +49,7 @@ def _dump(out_path):
   if strategy_lib.is_chief(strategy):
     model_dir = flags.FLAGS.model_dir
     path = tf.train.latest_checkpoint(trainer.checkpoint_dir(model_dir))
-    fresh = loading.model_from_run_config(loading.read_run_config(model_dir))
+    fresh = loading.model_from_config(loading.read_model_config(model_dir))
     status = tf.train.Checkpoint(model=fresh).restore(path)
     status.expect_partial().assert_existing_objects_matched()
     arrays["checkpoint"] = np.array(path)

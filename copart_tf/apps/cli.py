@@ -9,6 +9,7 @@ import sys
 
 from absl import app, flags, logging
 
+from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
 from copart_tf.errors import ConfigError, CopartError
 
 EXIT_USAGE = 2

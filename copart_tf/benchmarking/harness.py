@@ -47,17 +47,15 @@ def build_model(config, with_optimizer):
     the model; with `perceptual="random"` its perceptual loss is VGG-19 with random weights.
   """
   from copart_tf.losses import perceptual as perceptual_lib
-  from copart_tf.model.copart_model import CoPartModel
+  from copart_tf.model.copart_model import CoPartModel, config_from_settings
 
   keras.utils.set_random_seed(config.seed)
-  model = CoPartModel(
-    num_parts=config.num_parts,
-    preset=config.preset,
-    image_size=config.image_size,
-    compose_warps=config.compose_warps,
-    perceptual_loss=perceptual_mode(config),
-    seed=config.seed,
-  )
+  # The trainer's settings -> model mapping; what the benchmark does not set keeps the defaults.
+  settings = {
+    name: getattr(config, name)
+    for name in ("num_parts", "preset", "image_size", "compose_warps", "seed")
+  }
+  model = CoPartModel.from_config(config_from_settings(settings, perceptual_mode(config)))
   model.build()
   if with_optimizer:
     optimizer = keras.optimizers.Adam(LEARNING_RATE)  # as the trainer

@@ -12,6 +12,7 @@ import sys
 
 from absl import app, flags
 
+from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
 from copart_tf.errors import CopartError
 
 MODEL_DIR = flags.DEFINE_string(

@@ -1,5 +1,8 @@
 """CoPartModel: encoder, transform head, latent warp, shared decoder and assembly (DESIGN.md §3-5)."""
 
+import inspect
+import math
+
 import keras
 import tensorflow as tf
 
@@ -164,6 +167,34 @@ def pose_log_prior(affines, size, radius):
   return -0.5 * tf.reduce_sum(tf.square(canonical), axis=-1) / (radius * radius)
 
 
+def config_from_settings(settings, perceptual_loss):
+  """`CoPartModel.from_config` input from flat training settings (a run's config.json, flags).
+
+  The one mapping from settings to the model: every setting named like a constructor argument
+  is that argument; the loss weights (`settings["loss_weights"]`, only the terms this version
+  has: a run written before a term was deleted still loads) are the weight arguments; the
+  equivariance rotation is given in degrees (`equivariance_rotation_deg`). Settings a run did
+  not record keep the constructor's defaults, which is what older runs were trained with.
+
+  Args:
+    settings: dict, e.g. `dataclasses.asdict(TrainConfig)` or a run's config.json.
+    perceptual_loss: "none" | "pyramid" | "vgg" (resolved by the trainer; "none" to infer).
+
+  Returns:
+    dict for `CoPartModel.from_config`.
+  """
+  arguments = inspect.signature(CoPartModel.__init__).parameters
+  config = {name: value for name, value in settings.items() if name in arguments}
+  for name, value in settings.get("loss_weights", {}).items():
+    if name in DEFAULT_LOSS_WEIGHTS:
+      config[name] = float(value)
+  if "equivariance_rotation_deg" in settings:
+    config["equivariance_rotation"] = math.radians(settings["equivariance_rotation_deg"])
+  config["perceptual_loss"] = perceptual_loss
+  return config
+
+
+@keras.saving.register_keras_serializable(package="copart_tf")
 class CoPartModel(keras.Model):
   """Unsupervised co-part segmentation through assembly.
 
@@ -408,6 +439,7 @@ class CoPartModel(keras.Model):
 
   def get_config(self):
     return {
+      **super().get_config(),
       "num_parts": self.num_parts,
       "preset": self.preset.name,
       "image_size": self.image_size,
@@ -443,6 +475,11 @@ class CoPartModel(keras.Model):
   @classmethod
   def from_config(cls, config):
     return cls(**config)
+
+  def build_from_config(self, config):
+    """`keras.saving.load_model`: the model builds from its own config (`build()` needs no shapes)."""
+    del config
+    self.build()
 
   @property
   def metrics(self):

@@ -1,4 +1,4 @@
-"""Rebuilding a trained `CoPartModel` from a training run's model dir (config.json + checkpoints)."""
+"""Rebuilding a trained `CoPartModel` from a training run's model dir (model.json + checkpoints)."""
 
 import json
 import os
@@ -6,9 +6,10 @@ import os
 import tensorflow as tf
 
 from copart_tf.errors import ModelError
-from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS, CoPartModel
+from copart_tf.model.copart_model import CoPartModel, config_from_settings
 
 CONFIG_FILE = "config.json"
+MODEL_CONFIG_FILE = "model.json"
 CHECKPOINT_SUBDIR = "checkpoints"
 PART_NAMES_FILE = "part_names.json"
 
@@ -52,42 +53,36 @@ def write_part_names(model_dir, names):
   return path
 
 
-def model_from_run_config(config, part_names=None):
-  """Builds (unrestored) the model described by a run's config dict."""
-  # Only the loss terms this version has: a run written by a version with a term since deleted
-  # (its weight is irrelevant for inference) still loads.
-  weights = {
-    name: value
-    for name, value in config.get("loss_weights", {}).items()
-    if name in DEFAULT_LOSS_WEIGHTS
-  }
-  model = CoPartModel(
-    num_parts=config["num_parts"],
-    preset=config["preset"],
-    image_size=config["image_size"],
-    compose_warps=config.get("compose_warps", False),
-    initial_spread=config.get("initial_spread", 0.0),
-    background_warmup_steps=config.get("background_warmup_steps", 0),
-    masks_follow_poses=config.get("masks_follow_poses", False),
-    background_depth_offset=config.get("background_depth_offset", 0.0),
-    auxiliary_warmup_steps=config.get("auxiliary_warmup_steps", 0),
-    pose_prior_radius=config.get("pose_prior_radius", 0.0),
-    shift_from=config.get("shift_from", "regression"),
-    warp_source_pixels=config.get("warp_source_pixels", False),
-    initial_scale=config.get("initial_scale", 1.0),
-    detach_background_poses=config.get("detach_background_poses", False),
-    gate_masks_by_claims=config.get("gate_masks_by_claims", False),
-    flat_part_colours=config.get("flat_part_colours", False),
-    colour_matting_gain=config.get("colour_matting_gain", 0.0),
-    presence_threshold=config.get("presence_threshold", 0.0),
-    depth_bound=config.get("depth_bound", 0.0),
-    background_colour=config.get("background_colour", "frame_median"),
-    linear_from=config.get("linear_from", "regression"),
-    scale_activation=config.get("scale_activation", "tanh"),
-    perceptual_loss="none",  # inference only: the loss is never evaluated
-    part_names=part_names,
-    **weights,
-  )
+def read_model_config(model_dir):
+  """The model's `get_config()` stored by the trainer (model.json).
+
+  Runs written before model.json existed rebuild it from their config.json with the trainer's own
+  mapping (`config_from_settings`).
+  """
+  path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+  if not os.path.exists(path):
+    return config_from_settings(read_run_config(model_dir), "none")
+  with open(path) as f:
+    try:
+      return json.load(f)
+    except ValueError as error:
+      raise ModelError(f"{path}: not valid JSON ({error})") from None
+
+
+def model_from_config(model_config, part_names=None):
+  """A built (unrestored) inference model from `model_config` (`CoPartModel.get_config()`).
+
+  The perceptual loss is never evaluated at inference, and the model runs in float32 whatever
+  dtype policy it was trained under (as the export does).
+  """
+  config = dict(model_config, perceptual_loss="none")
+  config.pop("dtype", None)
+  if part_names is not None:
+    config["part_names"] = list(part_names)
+  try:
+    model = CoPartModel.from_config(config)
+  except (TypeError, ValueError) as error:
+    raise ModelError(f"cannot build the model from its config: {error}") from None
   model.build()
   return model
 
@@ -105,9 +100,9 @@ def load_from_model_dir(model_dir, checkpoint=None):
   Raises:
     ModelError: not a run directory, no checkpoint, or a checkpoint that does not fit the config.
   """
-  config = read_run_config(model_dir)
-  names = read_part_names(model_dir, config["num_parts"])
-  model = model_from_run_config(config, names)
+  model_config = read_model_config(model_dir)
+  names = read_part_names(model_dir, model_config["num_parts"])
+  model = model_from_config(model_config, names)
   path = checkpoint or tf.train.latest_checkpoint(os.path.join(model_dir, CHECKPOINT_SUBDIR))
   if not path:
     raise ModelError(f"{model_dir}: no checkpoint in {os.path.join(model_dir, CHECKPOINT_SUBDIR)}")

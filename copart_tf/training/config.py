@@ -5,7 +5,7 @@ import json
 import os
 
 from copart_tf.errors import ConfigError
-from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS
+from copart_tf.model.copart_model import DEFAULT_LOSS_WEIGHTS, config_from_settings
 from copart_tf.model.presets import PRESETS
 from copart_tf.model.transform_head import SCALE_RANGES
 
@@ -175,38 +175,9 @@ class TrainConfig:
     if not self.model_dir:
       raise ConfigError("--model_dir is required")
 
-  def model_kwargs(self, perceptual):
-    """Arguments of `CoPartModel` for this configuration."""
-    return {
-      "num_parts": self.num_parts,
-      "preset": self.preset,
-      "image_size": self.image_size,
-      "compose_warps": self.compose_warps,
-      "initial_spread": self.initial_spread,
-      "background_warmup_steps": self.background_warmup_steps,
-      "masks_follow_poses": self.masks_follow_poses,
-      "background_depth_offset": self.background_depth_offset,
-      "auxiliary_warmup_steps": self.auxiliary_warmup_steps,
-      "pose_prior_radius": self.pose_prior_radius,
-      "shift_from": self.shift_from,
-      "warp_source_pixels": self.warp_source_pixels,
-      "initial_scale": self.initial_scale,
-      "detach_background_poses": self.detach_background_poses,
-      "gate_masks_by_claims": self.gate_masks_by_claims,
-      "flat_part_colours": self.flat_part_colours,
-      "colour_matting_gain": self.colour_matting_gain,
-      "presence_threshold": self.presence_threshold,
-      "depth_bound": self.depth_bound,
-      "background_colour": self.background_colour,
-      "linear_from": self.linear_from,
-      "scale_activation": self.scale_activation,
-      "perceptual_loss": perceptual,
-      "background_on": self.background_on,
-      "covariance_threshold": self.covariance_threshold,
-      "equivariance_rotation": self.equivariance_rotation_deg * 3.141592653589793 / 180.0,
-      "seed": self.seed,
-      **self.loss_weights,
-    }
+  def model_config(self, perceptual):
+    """`CoPartModel.from_config` input for this configuration (`config_from_settings`)."""
+    return config_from_settings(dataclasses.asdict(self), perceptual)
 
   def to_json(self):
     return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

@@ -11,6 +11,7 @@ would have seen next.
 import atexit
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -33,6 +34,7 @@ from copart_tf.training import reseeding, shutdown, visualize
 from copart_tf.training import strategy as strategy_lib
 
 CONFIG_FILE = "config.json"
+MODEL_CONFIG_FILE = "model.json"  # model.get_config(): what loading rebuilds the model from
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
@@ -42,6 +44,10 @@ class TrainingDivergedError(ModelError):
 
 def checkpoint_dir(model_dir):
   return os.path.join(model_dir, CHECKPOINT_SUBDIR)
+
+
+def _model_config_path(config):
+  return os.path.join(config.model_dir, MODEL_CONFIG_FILE)
 
 
 def _check_model_dir_writable(model_dir):
@@ -203,7 +209,7 @@ def build_model(config, strategy):
   if config.mixed_precision != "float32":
     keras.mixed_precision.set_global_policy(config.mixed_precision)
   with strategy.scope():
-    model = CoPartModel(**config.model_kwargs(perceptual))
+    model = CoPartModel.from_config(config.model_config(perceptual))
     model.build()
     optimizer = keras.optimizers.Adam(
       learning_rate_schedule(config), global_clipnorm=config.clip_grad_norm or None
@@ -401,9 +407,11 @@ def _run(config, strategy, chief, stop_after_steps, stops):
     if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
       optimizer.learning_rate = rate
   if chief:
-    with open(config_path + ".tmp", "w") as f:  # atomic: other workers may be reading it
-      f.write(config.to_json())
-    os.replace(config_path + ".tmp", config_path)
+    model_config = json.dumps(model.get_config(), indent=2, sort_keys=True)
+    for path, text in ((config_path, config.to_json()), (_model_config_path(config), model_config)):
+      with open(path + ".tmp", "w") as f:  # atomic: other workers may be reading it
+        f.write(text)
+      os.replace(path + ".tmp", path)
   if step >= config.train_steps:
     logging.info("already trained: step %d >= --train_steps=%d", step, config.train_steps)
 
