@@ -5,9 +5,10 @@ alone; the command-line programs (`python -m copart_tf.train`, `.segment`, `.exp
 `.benchmark`, `serving.server`, ...) and the benchmark scripts import this module before anything
 imports TensorFlow. Both settings are defaults: a variable already set wins.
 
-- `TF_ENABLE_ONEDNN_OPTS=1`: oneDNN kernels are off by default in this TensorFlow build on our
-  machines; on, the small preset's training step ran 1.3x and its forward pass 1.8x faster
-  (measured on 2-core x86). Set it to 0 to compare.
+- `TF_ENABLE_ONEDNN_OPTS=1`: TensorFlow turns its oneDNN kernels on by default only on some x86
+  CPUs (on the AVX-512 VM of 2026-12-07 it did; on the machines of issue 9 it did not); on, the
+  small preset's training step ran 1.3x and its forward pass 1.8x faster (measured on 2-core
+  x86). Set it to 0 to compare.
 - `TF_CPP_MIN_LOG_LEVEL=1`: TensorFlow's C++ INFO lines (CPU feature guard, oneDNN notice) drown
   our own progress output.
 
