@@ -482,7 +482,9 @@ class ColourMattingTest(tf.test.TestCase):
     model = _ladder_model(colour_matting_gain=4.0, background_colour="row_median")
     images = tf.random.stateless_uniform([1, SIZE, SIZE, 3], seed=[3, 4])
     motion = tf.constant(np.stack([_pose(0.1, 0.0, 1.0), _pose(0.0, -0.2, 0.9)])[None])
-    latents = tf.random.stateless_normal([3, SIZE // 4, SIZE // 4, 16], seed=[5, 6])
+    latents = tf.random.stateless_normal(
+      [3, SIZE // 4, SIZE // 4, model.preset.latent_channels], seed=[5, 6]
+    )
     _, depth = model._decode(latents, images, [motion])
     _, decoded = model.decoder(latents)
     background = copart_model._background_colours(images, "row_median")

@@ -43,6 +43,7 @@ import shutil
 import stat
 import tempfile
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -175,7 +176,7 @@ class ServingComputation:
   """The serving signatures' computations around a `CoPartModel` (graph functions).
 
   Used by `export` (traced into the SavedModel) and by checkpoint-backed `Segmenter`s, so both
-  backends compute exactly the same thing. Not a `tf.Module`: the export tracks only the variables
+  backends compute exactly the same thing. Not a `tf.Module`: the export saves only the variables
   the traced functions capture.
 
   Args:
@@ -432,29 +433,21 @@ def export(
 
   computation = ServingComputation(model, include_masks, max_image_side)
   functions = computation.functions(include_animate=include_animate)
-  concrete = {name: fn.get_concrete_function() for name, fn in functions.items()}
-
-  module = tf.Module(name="copart_serving")
-  variables, seen = [], set()
-  for fn in concrete.values():
-    for variable in fn.variables:
-      if id(variable) not in seen:
-        seen.add(id(variable))
-        variables.append(variable)
-  module.model_variables = variables
+  # Keras' export archive, one endpoint (= signature) per function. It saves the variables the
+  # endpoints capture; `archive.track(model)` is left out on purpose: it adds a second copy of
+  # every variable to the SavedModel (measured: 12.4 MB instead of 6.2 MB for the small preset).
+  archive = keras.export.ExportArchive()
   for name, fn in functions.items():
-    setattr(module, name, fn)
+    archive.add_endpoint(name, fn)
 
   tmp = tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=export_base)
   try:
-    names_dir = tempfile.mkdtemp(prefix=".names-", dir=tmp)
-    names_path = os.path.join(names_dir, PART_NAMES_ASSET)
-    with open(names_path, "w") as f:
-      f.write("\n".join(computation.part_names) + "\n")
-    module.part_names_file = tf.saved_model.Asset(names_path)
     saved = os.path.join(tmp, "model")
-    tf.saved_model.save(module, saved, signatures=concrete)
-    shutil.rmtree(names_dir)
+    archive.write_out(saved, verbose=False)
+    # A plain file in assets/ (no graph reads it): for people and tools listing the parts.
+    os.makedirs(os.path.join(saved, "assets"), exist_ok=True)
+    with open(os.path.join(saved, "assets", PART_NAMES_ASSET), "w") as f:
+      f.write("\n".join(computation.part_names) + "\n")
 
     extra = os.path.join(saved, ASSETS_EXTRA)
     os.makedirs(extra, exist_ok=True)
