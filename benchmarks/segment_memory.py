@@ -1,6 +1,6 @@
 """Peak memory and speed of `copart_tf.segment` on long videos: memory must not grow with length.
 
-For each length in --lengths, writes a synthetic moving-shapes mp4 (`copart_tf.apps.testing`),
+For each length in --lengths, writes a synthetic moving-shapes mp4 (`tests/app_fixtures.py`),
 then segments it in a FRESH Python process (so each peak is its own) with the same code as
 ``python -m copart_tf.segment`` (overlay.mp4 + tracks.json/csv, part axes on), and prints one JSON
 object: per length the process's peak resident memory (VmHWM from /proc/self/status), its
@@ -79,7 +79,8 @@ def main(argv=None):
     child(args)
     return 0
 
-  from copart_tf.apps import testing
+  sys.path.insert(0, os.path.join(ROOT, "tests"))
+  import app_fixtures  # tests/app_fixtures.py: the tiny run dir and the synthetic videos
 
   work = args.workdir or tempfile.mkdtemp(prefix="copart_segment_memory_")
   os.makedirs(work, exist_ok=True)
@@ -87,11 +88,11 @@ def main(argv=None):
     model = args.model
     if model is None:
       model = os.path.join(work, "tiny_run")
-      testing.make_tiny_run_dir(model, num_parts=4, image_size=64)
+      app_fixtures.make_tiny_run_dir(model, num_parts=4, image_size=64)
     runs = []
     for length in sorted(int(n) for n in args.lengths.split(",")):
       video = os.path.join(work, f"shapes_{length}.mp4")
-      testing.write_moving_shapes_video(video, length, size=args.size)
+      app_fixtures.write_moving_shapes_video(video, length, size=args.size)
       command = [
         sys.executable,
         os.path.abspath(__file__),

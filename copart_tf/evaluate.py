@@ -53,13 +53,9 @@ def main(argv):
 
   try:
     segmenter = inference.Segmenter.load(MODEL.value)
-
-    def predict(images):
-      return segmenter.segment(images)["part_labels"]
-
     output = OUTPUT.value or default_output(MODEL.value)
     results = eval_run.evaluate_segmenter(
-      predict,
+      segmenter,
       DATA.value,
       segmenter.image_size,
       segmenter.num_parts,

@@ -1,12 +1,16 @@
-"""`Segmenter`: one inference API over an exported SavedModel or a training run's checkpoint.
+"""`Segmenter`: the one inference path from uint8 images to part labels, for every caller.
 
   segmenter = Segmenter.load("exports/copart")      # newest version of an export base
   segmenter = Segmenter.load("exports/copart/3")    # one version
   segmenter = Segmenter.load("runs/taichi")         # a training run (latest checkpoint)
-  out = segmenter.segment(frames_uint8)             # [N, H, W, 3] -> dict of NumPy arrays
+  segmenter = Segmenter.from_model(model)           # an in-memory `CoPartModel` (end of training)
+  out = segmenter.segment(frames_uint8)             # uint8 [N, H, W, 3] -> dict of NumPy arrays
+  labels = segmenter(frames_uint8)                  # uint8 [N, H, W, 3] -> uint8 [N, H, W]
 
-Both backends run the same computation as the ``serving_default`` signature
-(`copart_tf.export.saved_model.ServingComputation`), so they return the same outputs.
+Every backend runs the same computation as the ``serving_default`` signature
+(`copart_tf.export.saved_model.ServingComputation`), so they return the same outputs: the
+evaluation (`copart_tf.evaluate`, the end of `copart_tf.train`), `copart_tf.segment` and
+`copart_tf.name_parts` all see what a served export returns.
 """
 
 import os
@@ -73,7 +77,17 @@ class Segmenter:
 
   @classmethod
   def from_model(cls, model, batch_size=16, include_masks=False, path=None):
-    """Wraps an in-memory `CoPartModel` (same computation as the export)."""
+    """Wraps an in-memory `CoPartModel` (same computation as the export).
+
+    Args:
+      model: a `CoPartModel`.
+      batch_size: images per model call in `segment` (bounds memory).
+      include_masks: also return ``part_masks``.
+      path: recorded as `path` (e.g. the run dir the model came from), or None.
+
+    Returns:
+      a `Segmenter` whose `model` is `model`.
+    """
     computation = saved_model_lib.ServingComputation(model, include_masks=include_masks)
 
     def run(images):
@@ -159,5 +173,9 @@ class Segmenter:
     }
 
   def __call__(self, images):
-    """Only the label maps (the `predict_fn` of `copart_tf.evaluation.run`)."""
+    """Only the label maps: uint8 `[N, H, W, 3]` -> uint8 `[N, H, W]` (0 = background).
+
+    The ``predict_fn`` of `copart_tf.evaluation.run` and `copart_tf.apps.naming`; raises like
+    `segment`.
+    """
     return self.segment(images)["part_labels"]

@@ -91,7 +91,7 @@ def main():
 
     segmenter = Segmenter.load(MODEL.value, batch_size=BATCH_SIZE.value)
     result = naming.names_from_labels(
-      lambda images: segmenter.segment(images)["part_labels"],
+      segmenter,
       FROM_LABELS.value,
       SPLIT.value,
       segmenter.image_size,

@@ -1,4 +1,4 @@
-"""Tests of copart_tf.ops.affine: representations, composition, inversion, poses, pixel rows."""
+"""Tests of copart_tf.ops.affine: representations, composition, inversion, poses."""
 
 import math
 
@@ -7,7 +7,6 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from copart_tf.ops import affine as affine_lib
-from copart_tf.ops import warp as warp_lib
 
 
 def _random_affines(shape, seed=0, dtype=np.float64):
@@ -160,47 +159,6 @@ class PoseTest(tf.test.TestCase, parameterized.TestCase):
     self.assertTrue(np.all((theta >= -1e-6) & (theta < 0.1 + 1e-6)))
     self.assertTrue(np.all((scale >= 0.5 - 1e-6) & (scale < 0.6 + 1e-6)))
     self.assertTrue(np.all(np.abs(shift) <= 0.05 + 1e-7))
-
-
-class PixelMatricesTest(tf.test.TestCase, parameterized.TestCase):
-  def test_pixel_matrices_are_inverse_and_match_grid(self):
-    height, width = 6, 10
-    to_pix = affine_lib.normalized_to_pixel_matrix(height, width, tf.float64).numpy()
-    to_norm = affine_lib.pixel_to_normalized_matrix(height, width, tf.float64).numpy()
-    self.assertAllClose(to_pix @ to_norm, np.eye(3), atol=1e-12)
-    # Pixel (j, i) centre <-> normalised (-1 + (2j+1)/W, -1 + (2i+1)/H).
-    self.assertAllClose(to_norm @ [3.0, 2.0, 1.0], [-1 + 7 / 10, -1 + 5 / 6, 1.0])
-
-  @parameterized.named_parameters(
-    ("same_size", (16, 16), None),
-    ("other_output", (16, 12), (10, 14)),
-  )
-  def test_to_projective_pixels_consistent_with_warp_affine(self, input_size, output_size):
-    rng = np.random.default_rng(11)
-    images = rng.random((3,) + input_size + (2,))
-    affines = _random_affines((3,), seed=12)
-    rows = affine_lib.to_projective_pixels(affines, input_size, output_size)
-    self.assertEqual(rows.shape, (3, 8))
-    self.assertAllClose(rows[:, 6:], np.zeros((3, 2)))
-    expected = warp_lib.warp_affine(images, affines, output_size=output_size)
-    got = warp_lib.transform(images, rows, output_shape=output_size)
-    self.assertAllClose(got, expected, atol=1e-10)
-
-  def test_to_projective_pixels_maps_pixel_centres(self):
-    # Row r maps output pixel (x, y) to the input pixel the normalised affine points at.
-    affines = _random_affines((2,), seed=13)
-    input_size, output_size = (8, 12), (6, 4)
-    rows = affine_lib.to_projective_pixels(affines, input_size, output_size).numpy()
-    for n in range(2):
-      for x, y in [(0.0, 0.0), (3.0, 5.0), (1.5, 2.0)]:
-        u = [-1 + (2 * x + 1) / output_size[1], -1 + (2 * y + 1) / output_size[0]]
-        p = affines[n, :, :2] @ u + affines[n, :, 2]
-        expected = [((p[0] + 1) * input_size[1] - 1) / 2, ((p[1] + 1) * input_size[0] - 1) / 2]
-        got = [
-          rows[n, 0] * x + rows[n, 1] * y + rows[n, 2],
-          rows[n, 3] * x + rows[n, 4] * y + rows[n, 5],
-        ]
-        self.assertAllClose(got, expected, atol=1e-10)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,14 @@ import os
 import shutil
 import tempfile
 
+import app_fixtures
 import imageio
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 from tensorflow.core.protobuf import saved_model_pb2
 
-from copart_tf.apps import animation, media, testing
+from copart_tf.apps import animation, media
 from copart_tf.data import augment
 from copart_tf.errors import ModelError
 from copart_tf.export import saved_model as export_lib
@@ -43,13 +44,13 @@ class AnimateTest(tf.test.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix="copart_animate_test_")
     cls.run_dir = os.path.join(cls.tmp, "run")
-    cls.model = testing.make_tiny_run_dir(cls.run_dir, num_parts=K, image_size=SIZE)
-    cls.driving = testing.write_moving_shapes_video(
+    cls.model = app_fixtures.make_tiny_run_dir(cls.run_dir, num_parts=K, image_size=SIZE)
+    cls.driving = app_fixtures.write_moving_shapes_video(
       os.path.join(cls.tmp, "in", "driving.mp4"), FRAMES, size=SIZE, fps=FPS
     )
     cls.source = os.path.join(cls.tmp, "in", "source.png")
-    Image.fromarray(testing.moving_shapes_frame(40, 48, 80)).save(cls.source)
-    cls.cli_missing_source = testing.start_cli(
+    Image.fromarray(app_fixtures.moving_shapes_frame(40, 48, 80)).save(cls.source)
+    cls.cli_missing_source = app_fixtures.start_cli(
       "copart_tf.animate",
       f"--model={cls.run_dir}",
       f"--source={os.path.join(cls.tmp, 'nothing.png')}",
@@ -57,7 +58,7 @@ class AnimateTest(tf.test.TestCase):
       f"--output={os.path.join(cls.tmp, 'cli_missing')}",
     )
     cls.export_dir = export_lib.export(cls.model, os.path.join(cls.tmp, "export"))
-    cls.cli_export = testing.start_cli(
+    cls.cli_export = app_fixtures.start_cli(
       "copart_tf.animate",
       f"--model={os.path.dirname(cls.export_dir)}",
       f"--source={cls.source}",
@@ -178,7 +179,7 @@ class AnimateTest(tf.test.TestCase):
   # ------------------------------------------------------------------ command line
 
   def test_cli_with_export(self):
-    code, out, err = testing.finish_cli(self.cli_export)
+    code, out, err = app_fixtures.finish_cli(self.cli_export)
     self.assertEqual(code, 0, err[-3000:])
     self.assertIn(f"animated {FRAMES} frames", out)
     out_dir = os.path.join(self.tmp, "cli_export")
@@ -193,12 +194,12 @@ class AnimateTest(tf.test.TestCase):
     self.assertEqual(info["panels"], ["source", "result", "driving"])
 
   def test_cli_errors(self):
-    code, _, err = testing.finish_cli(self.cli_missing_source)
+    code, _, err = app_fixtures.finish_cli(self.cli_missing_source)
     self.assertEqual(code, 2, err[-3000:])
     self.assertNotIn("Traceback", err)
     self.assertRegex(err.strip().splitlines()[-1], r"^error: .*nothing\.png does not exist")
-    process = testing.start_cli("copart_tf.animate", f"--source={self.source}")
-    code, _, err = testing.finish_cli(process)
+    process = app_fixtures.start_cli("copart_tf.animate", f"--source={self.source}")
+    code, _, err = app_fixtures.finish_cli(process)
     self.assertEqual(code, 2)
     self.assertEqual(
       err.strip().splitlines()[-1],

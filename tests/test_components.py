@@ -187,7 +187,7 @@ class WarpSourcePixelsTest(tf.test.TestCase):
     images = np.tile(_blob(-0.3, 0.0), [1, 1, 1, 3])
     source = tf.constant(np.stack([_pose(-0.3, 0.0), _pose(0.3, 0.3)])[None])
     target = tf.constant(np.stack([_pose(0.1, 0.2), _pose(0.3, 0.3)])[None])
-    out = model._retarget(tf.constant(images), model.encode(images)["part_maps"], source, target, 1)
+    out = model._retarget(tf.constant(images), model.encode(images)["part_maps"], source, target)
     moved = out["part_images"].numpy()[0, ..., 1, 0]
     self.assertAllClose(_centroid(moved), [0.1, 0.2], atol=0.03)
 
@@ -368,7 +368,7 @@ class FlatPartColoursTest(tf.test.TestCase):
     for flat in (True, False):
       model = _ladder_model(flat_part_colours=flat)
       maps = model.encode(images)["part_maps"]
-      parts = model._retarget(images, maps, poses, target, 1)["part_images"].numpy()[0, ..., 1, :]
+      parts = model._retarget(images, maps, poses, target)["part_images"].numpy()[0, ..., 1, :]
       spread = parts.reshape(-1, 3).std(axis=0).max()
       if flat:  # one colour over the whole layer (the decoder's residual starts at zero)
         self.assertAllClose(parts[0, 0], [1.0, 0.0, 0.0], atol=0.02)
@@ -459,7 +459,7 @@ class ColourMattingTest(tf.test.TestCase):
     for gain in (0.0, 8.0):
       model = _ladder_model(flat_part_colours=True, colour_matting_gain=gain)
       maps = model.encode(images)["part_maps"]
-      out = model._retarget(images, maps, poses, poses, 1)
+      out = model._retarget(images, maps, poses, poses)
       masks[gain] = tf.nn.softmax(out["depth"], -1).numpy()[0, ..., 1]
     # With the term, part 1 takes its square and leaves the grey around it to the background.
     self.assertGreater(masks[8.0][8, 8], masks[0.0][8, 8])

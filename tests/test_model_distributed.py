@@ -7,7 +7,7 @@ every test module in one process, so the comparison runs in a fresh interpreter.
 import textwrap
 import unittest
 
-from copart_tf.apps import testing
+import app_fixtures
 
 _SCRIPT = textwrap.dedent(
   """
@@ -106,7 +106,7 @@ _SCRIPT = textwrap.dedent(
 
 class MirroredStrategyTest(unittest.TestCase):
   def test_two_replicas_match_one_device(self):
-    code, result, out, err = testing.run_script_for_result(_SCRIPT, timeout=600)
+    code, result, out, err = app_fixtures.run_script_for_result(_SCRIPT, timeout=600)
     self.assertEqual(code, 0, err[-4000:])
     self.assertIsNotNone(result, out[-2000:])
     print(f"\nmirrored vs single device: {result}")

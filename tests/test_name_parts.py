@@ -12,11 +12,12 @@ import os
 import shutil
 import tempfile
 
+import app_fixtures
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from copart_tf.apps import naming, segmentation, testing
+from copart_tf.apps import naming, segmentation
 from copart_tf.data import ground_truth
 from copart_tf.errors import ConfigError, DataError
 from copart_tf.export import saved_model as export_lib
@@ -44,7 +45,7 @@ def write_labelled_dataset(root, videos=2, frames=4):
     os.makedirs(folder)
     parts = []
     for t in range(frames):
-      frame = testing.moving_shapes_frame(7 * v + 3 * t, SIZE, SIZE)
+      frame = app_fixtures.moving_shapes_frame(7 * v + 3 * t, SIZE, SIZE)
       Image.fromarray(frame).save(os.path.join(folder, f"{t:05d}.png"))
       parts.append(_gt_parts(frame))
     parts = np.stack(parts)
@@ -133,20 +134,20 @@ class NamesTravelTest(tf.test.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix="copart_name_parts_test_")
     cls.run_dir = os.path.join(cls.tmp, "run")
-    testing.make_tiny_run_dir(cls.run_dir, num_parts=K, image_size=SIZE)
+    app_fixtures.make_tiny_run_dir(cls.run_dir, num_parts=K, image_size=SIZE)
     cls.base = os.path.join(cls.tmp, "exports")
     cls.fake_export = os.path.join(cls.tmp, "fake_export")
     os.makedirs(os.path.join(cls.fake_export, "3"))
     open(os.path.join(cls.fake_export, "3", "saved_model.pb"), "wb").close()
     cls.data = os.path.join(cls.tmp, "data")
     write_labelled_dataset(cls.data)
-    cls.cli_names = testing.start_cli(
+    cls.cli_names = app_fixtures.start_cli(
       "copart_tf.name_parts",
       f"--model={cls.run_dir}",
       f"--names={','.join(NAMES)}",
       f"--export_base={cls.base}",
     )
-    cls.cli_labels = testing.start_cli(
+    cls.cli_labels = app_fixtures.start_cli(
       "copart_tf.name_parts",
       f"--model={cls.run_dir}",
       f"--from_labels={cls.data}",
@@ -163,7 +164,7 @@ class NamesTravelTest(tf.test.TestCase):
     super().tearDownClass()
 
   def test_names_travel(self):
-    code, out, err = testing.finish_cli(self.cli_names)
+    code, out, err = app_fixtures.finish_cli(self.cli_names)
     self.assertEqual(code, 0, err[-3000:])
     expected = ["background"] + NAMES
     self.assertIn("part names: background, head, torso, left arm", out)
@@ -194,7 +195,7 @@ class NamesTravelTest(tf.test.TestCase):
     self.assertEqual([r["name"] for r in rows[:K]], NAMES)
 
   def test_from_labels_dry_run(self):
-    code, out, err = testing.finish_cli(self.cli_labels)
+    code, out, err = app_fixtures.finish_cli(self.cli_labels)
     self.assertEqual(code, 0, err[-3000:])
     self.assertIn("majority mapping on 8 frames", out)
     self.assertIn("dry run: nothing written", out)
@@ -212,9 +213,9 @@ class NamesTravelTest(tf.test.TestCase):
       (["--model=" + self.fake_export, "--names=a,b,c"], "looks like an export"),
       (["--model=" + os.path.join(self.tmp, "none"), "--names=a,b,c"], "no such directory"),
     ]
-    processes = [(testing.start_cli("copart_tf.name_parts", *args), m) for args, m in cases]
+    processes = [(app_fixtures.start_cli("copart_tf.name_parts", *args), m) for args, m in cases]
     for process, message in processes:
-      code, _, err = testing.finish_cli(process)
+      code, _, err = app_fixtures.finish_cli(process)
       with self.subTest(message=message):
         self.assertEqual(code, 2, err[-2000:])
         self.assertNotIn("Traceback", err)

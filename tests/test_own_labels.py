@@ -12,11 +12,12 @@ import os
 import shutil
 import tempfile
 
+import app_fixtures
 import numpy as np
 import pytest
 from PIL import Image
 
-from copart_tf.apps import naming, testing
+from copart_tf.apps import naming
 from copart_tf.data import pipeline
 from copart_tf.errors import DataError
 from copart_tf.evaluation import run as eval_run
@@ -293,7 +294,7 @@ class TestClis:
   def setup_class(cls):
     cls.tmp = tempfile.mkdtemp(prefix="copart_own_labels_")
     cls.run_dir = os.path.join(cls.tmp, "run")
-    testing.make_tiny_run_dir(cls.run_dir, num_parts=3, image_size=S)
+    app_fixtures.make_tiny_run_dir(cls.run_dir, num_parts=3, image_size=S)
     cls.data = os.path.join(cls.tmp, "data")
     write_minimal_npz(cls.data, write_frames(cls.data))
 
@@ -302,19 +303,19 @@ class TestClis:
     shutil.rmtree(cls.tmp, ignore_errors=True)
 
   def test_evaluate_and_name_parts(self):
-    evaluate_cli = testing.start_cli(
+    evaluate_cli = app_fixtures.start_cli(
       "copart_tf.evaluate",
       f"--model={self.run_dir}",
       f"--data={self.data}",
       f"--output={os.path.join(self.tmp, 'eval')}",
     )
-    name_cli = testing.start_cli(
+    name_cli = app_fixtures.start_cli(
       "copart_tf.name_parts", f"--model={self.run_dir}", f"--from_labels={self.data}", "--dry_run"
     )
-    code, out, err = testing.finish_cli(evaluate_cli)
+    code, out, err = app_fixtures.finish_cli(evaluate_cli)
     assert code == 0, err[-3000:]
     assert "missing arrays" not in err
     assert "landmark MAE" in out and '"part_iou_majority"' in out
-    code, out, err = testing.finish_cli(name_cli)
+    code, out, err = app_fixtures.finish_cli(name_cli)
     assert code == 0, err[-3000:]
     assert "majority mapping on 6 frames" in out

@@ -11,12 +11,13 @@ import os
 import shutil
 import tempfile
 
+import app_fixtures
 import imageio
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from copart_tf.apps import media, segmentation, testing, tracks
+from copart_tf.apps import media, segmentation, tracks
 from copart_tf.errors import DataError, ModelError
 from copart_tf.evaluation.report import part_palette
 from copart_tf.export import saved_model as export_lib
@@ -84,11 +85,11 @@ class SegmentTest(tf.test.TestCase):
     super().setUpClass()
     cls.tmp = tempfile.mkdtemp(prefix="copart_segment_test_")
     cls.run_dir = os.path.join(cls.tmp, "run")
-    cls.model = testing.make_tiny_run_dir(cls.run_dir, num_parts=K, image_size=SIZE)
-    cls.mp4 = testing.write_moving_shapes_video(
+    cls.model = app_fixtures.make_tiny_run_dir(cls.run_dir, num_parts=K, image_size=SIZE)
+    cls.mp4 = app_fixtures.write_moving_shapes_video(
       os.path.join(cls.tmp, "in", "clip.mp4"), MP4_FRAMES, size=SIZE, fps=MP4_FPS
     )
-    cls.folder = testing.write_moving_shapes_video(
+    cls.folder = app_fixtures.write_moving_shapes_video(
       os.path.join(cls.tmp, "in", "odd_frames"), 5, size=37, width=50
     )
     cls.broken = os.path.join(cls.tmp, "in", "broken.mp4")
@@ -99,14 +100,14 @@ class SegmentTest(tf.test.TestCase):
     with open(os.path.join(cls.not_a_model, "notes.txt"), "w") as f:
       f.write("hello\n")
     # Command-line runs: they start now and run while the in-process tests go on.
-    cls.cli_broken = testing.start_cli(
+    cls.cli_broken = app_fixtures.start_cli(
       "copart_tf.segment",
       f"--model={cls.run_dir}",
       f"--input={cls.broken}",
       f"--output={os.path.join(cls.tmp, 'cli_broken')}",
     )
     cls.export_dir = export_lib.export(cls.model, os.path.join(cls.tmp, "export"))
-    cls.cli_export = testing.start_cli(
+    cls.cli_export = app_fixtures.start_cli(
       "copart_tf.segment",
       f"--model={os.path.dirname(cls.export_dir)}",
       f"--input={cls.mp4}",
@@ -244,7 +245,7 @@ class SegmentTest(tf.test.TestCase):
 
   def test_single_image(self):
     image = os.path.join(self.tmp, "in", "one.png")
-    Image.fromarray(testing.moving_shapes_frame(3, 40, 60)).save(image)
+    Image.fromarray(app_fixtures.moving_shapes_frame(3, 40, 60)).save(image)
     out_dir, result, _ = self._segment(image, "image", axes=True, legend=True)
     self.assertEqual(result["num_frames"], 1)
     self.assertCountEqual(
@@ -259,7 +260,7 @@ class SegmentTest(tf.test.TestCase):
 
   def test_huge_frames_are_downscaled_with_a_warning(self):
     image = os.path.join(self.tmp, "in", "huge.png")
-    Image.fromarray(testing.moving_shapes_frame(0, 60, 2100)).save(image)
+    Image.fromarray(app_fixtures.moving_shapes_frame(0, 60, 2100)).save(image)
     out_dir, _, warnings = self._segment(image, "huge")
     self.assertLen(warnings, 1)
     self.assertIn("--max_side=2048", warnings[0])
@@ -319,7 +320,7 @@ class SegmentTest(tf.test.TestCase):
   # ------------------------------------------------------------------ command line
 
   def test_cli_with_export(self):
-    code, out, err = testing.finish_cli(self.cli_export)
+    code, out, err = app_fixtures.finish_cli(self.cli_export)
     self.assertEqual(code, 0, err[-3000:])
     out_dir = os.path.join(self.tmp, "cli_export")
     self.assertIn("segmented 12 frames", out)
@@ -343,7 +344,7 @@ class SegmentTest(tf.test.TestCase):
     self.assertAllClose(centers, expected["part_centers"], atol=2e-3)
 
   def _check_error(self, process, message):
-    code, _, err = testing.finish_cli(process)
+    code, _, err = app_fixtures.finish_cli(process)
     self.assertEqual(code, 2, err[-3000:])
     self.assertNotIn("Traceback", err)
     last = err.strip().splitlines()[-1]
@@ -354,9 +355,9 @@ class SegmentTest(tf.test.TestCase):
     self._check_error(self.cli_broken, "broken.mp4")
 
   def test_cli_missing_flags(self):
-    process = testing.start_cli("copart_tf.segment", f"--input={self.mp4}")
+    process = app_fixtures.start_cli("copart_tf.segment", f"--input={self.mp4}")
     self._check_error(process, "--model is required")
-    process = testing.start_cli("copart_tf.segment", "--alpha=x")
+    process = app_fixtures.start_cli("copart_tf.segment", "--alpha=x")
     self._check_error(process, "alpha")
 
 

@@ -608,6 +608,7 @@ class EndOfRunEvaluationTest(absltest.TestCase):
   def test_no_labels_is_a_warning_that_says_why(self):
     from PIL import Image
 
+    from copart_tf.model.copart_model import CoPartModel
     from copart_tf.training import config as config_lib
     from copart_tf.training import trainer
 
@@ -620,8 +621,10 @@ class EndOfRunEvaluationTest(absltest.TestCase):
     config = config_lib.TrainConfig(
       data_dir=root, model_dir=os.path.join(root, "run"), evaluate_at_end=True, export_dir=""
     )
+    # The evaluation fails on the data before the model is called (so it is never built).
+    model = CoPartModel(config.num_parts, preset="tiny", image_size=config.image_size)
     with self.assertLogs("absl", level="INFO") as logs:
-      out = trainer._finish(config, model=None)  # fails on the data before the model is called
+      out = trainer._finish(config, model)
     self.assertNotIn("evaluation", out)
     skipped = [r for r in logs.records if "evaluation skipped" in r.getMessage()]
     self.assertLen(skipped, 1, [r.getMessage() for r in logs.records])

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from copart_tf.errors import DataError
+from copart_tf.training import config as config_lib
 from copart_tf.training import trainer
 
 
@@ -44,7 +45,7 @@ def _config(data_dir, model_dir, **overrides):
     image_every=100,
   )
   values.update(overrides)
-  return trainer.config_from_dict(values)
+  return config_lib.TrainConfig(**values)
 
 
 def test_failed_first_run_leaves_no_model_dir_and_rerun_trains(tmp_path):

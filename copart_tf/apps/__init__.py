@@ -8,5 +8,4 @@
 - `progress`: a bar with ETA on a terminal, periodic lines otherwise.
 - `rendering`: overlays, part axes, legends, side-by-side panels.
 - `segmentation`, `animation`, `naming`: the three tools' work, callable from Python.
-- `testing`: tiny run directories and synthetic videos for tests and benchmarks.
 """

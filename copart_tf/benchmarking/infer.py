@@ -62,7 +62,8 @@ def measure_infer(model, config, export_base, flops, peak_gflops):
         peak_gflops,
       )
 
-    # The in-memory Keras model, compiled like `trainer.make_predict_fn` (same uint8 input).
+    # The in-memory Keras model alone in a tf.function (same uint8 input, no resizing or pose
+    # conversion): the network's own cost, next to the export's whole serving_default.
     @tf.function(jit_compile=config.jit_compile, reduce_retracing=True)
     def keras_forward(images):
       return model(tf.cast(images, tf.float32) / 255.0)

@@ -720,6 +720,75 @@ class CoPartModel(keras.Model):
       depth += pose_log_prior(affines, self.image_size, self.pose_prior_radius)
     return depth
 
+  def _decode_layers(
+    self, maps, warped, images, poses, part_motion=(None,), affines=None, heatmap_logits=None
+  ):
+    """Decodes the background and G groups of moved parts into G stacks of K+1 layers.
+
+    The block `call`, `_retarget` and `forward_pair` share: the coverage channel split off the
+    moved latents, one decoder call (the background first, decoded once and shared by every
+    group), the background's `background_depth_offset`, each group's foreground depth
+    (`_foreground_depth`: log-coverage and pose prior) and the background put in front of each
+    group's parts.
+
+    Args:
+      maps: part maps `[B, h, w, K+1, C_lat]`; only the background's `[..., 0, :]` is read.
+      warped: `[G*B*K, h, w, C_lat+1]` the groups' moved foreground latents with their coverage
+        channel last (`_fold_foreground`, then `_warp_parts`), group after group.
+      images: `[B, S, S, 3]` the frames the maps come from (`_decode`'s pixel skip).
+      poses: G poses `[B, K, 2, 3]`, where each group's parts were moved to (`_foreground_depth`).
+      part_motion: G output -> input motions `[B, K, 2, 3]` (or None: not moved) of the groups'
+        pixels (`_decode`).
+      affines: `[B, K, 2, 3]` the source poses (`_decode`, for `flat_part_colours`).
+      heatmap_logits: `[B, h, w, K]` of the source, or None (`_decode`).
+
+    Returns:
+      (background depth `[B, S, S, 1]` with the offset, list of G dicts): ``part_images``
+      `[B, S, S, K+1, 3]` and ``depth`` `[B, S, S, K+1]` (background first), ``foreground_depth``
+      `[B, S, S, K]` (``depth[..., 1:]``), and the inputs of `_foreground_depth`: ``decoded``
+      `[B*K, S, S, 1]` (the parts' decoded depth) and ``coverage`` `[B*K, h, w, 1]`.
+    """
+    batch = tf.shape(images)[0]
+    k = self.num_parts
+    groups = len(poses)
+    latents, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
+    part_images, depth = self._decode(
+      tf.concat([maps[..., 0, :], latents], axis=0), images, part_motion, affines, heatmap_logits
+    )
+    # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
+    bg_images, fg_images = tf.split(part_images, [batch, groups * batch * k], axis=0)
+    bg_depth, fg_depth = tf.split(depth, [batch, groups * batch * k], axis=0)
+    bg_depth += self.background_depth_offset
+    split_images = tf.split(fg_images, groups, axis=0)
+    split_decoded = tf.split(fg_depth, groups, axis=0)
+    split_coverage = tf.split(coverage, groups, axis=0)
+    # Every group's foreground depth before any group's layers: the order the ops were made in
+    # before this helper existed. Interleaving them changed the graph-mode gradients in the last
+    # bit (measured with compose_warps and pose_prior_radius), and training trajectories depend
+    # on the last bit.
+    foreground = [
+      self._foreground_depth(decoded, group_coverage, group_poses, batch)
+      for decoded, group_coverage, group_poses in zip(
+        split_decoded, split_coverage, poses, strict=True
+      )
+    ]
+    layers = []
+    for group_images, decoded, group_coverage, foreground_depth in zip(
+      split_images, split_decoded, split_coverage, foreground, strict=True
+    ):
+      layers.append(
+        {
+          "part_images": tf.concat(
+            [bg_images[..., None, :], _from_parts(group_images, batch, k)], axis=-2
+          ),
+          "depth": tf.concat([bg_depth, foreground_depth], axis=-1),
+          "foreground_depth": foreground_depth,
+          "decoded": decoded,
+          "coverage": group_coverage,
+        }
+      )
+    return bg_depth, layers
+
   # ---------------------------------------------------------------- inference
 
   def call(self, images, training=False):
@@ -736,24 +805,20 @@ class CoPartModel(keras.Model):
     """
     del training
     enc = self.encode(images)
-    batch = tf.shape(images)[0]
-    k = self.num_parts
     maps = enc["part_maps"]
     fg = self._fold_foreground(maps, enc.get("heatmap_logits"))
     if not self.compose_warps:
       canonical = self._warp_parts(fg, enc["affines"])
       fg = self._warp_parts(canonical, affine_lib.invert(enc["affines"]))
-    fg_latents, coverage = tf.split(fg, [self.preset.latent_channels, 1], axis=-1)
-    latents = tf.concat([maps[..., 0, :], fg_latents], axis=0)
-    part_images, depth = self._decode(
-      latents, images, affines=enc["affines"], heatmap_logits=enc.get("heatmap_logits")
+    _, (layers,) = self._decode_layers(
+      maps,
+      fg,
+      images,
+      [enc["affines"]],
+      affines=enc["affines"],
+      heatmap_logits=enc.get("heatmap_logits"),
     )
-    bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
-    bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
-    bg_depth += self.background_depth_offset
-    fg_depth = self._foreground_depth(fg_depth, coverage, enc["affines"], batch)
-    part_images = tf.concat([bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2)
-    depth = tf.concat([bg_depth, fg_depth], axis=-1)
+    part_images, depth = layers["part_images"], layers["depth"]
     masks, reconstruction = self.assemble(part_images, depth)
     return {
       "masks": masks,
@@ -767,11 +832,6 @@ class CoPartModel(keras.Model):
       "scale": enc["scale"],
     }
 
-  def segment(self, images):
-    """Only what segmentation users need: part_labels, masks, affines, centers."""
-    out = self(images)
-    return {key: out[key] for key in ("part_labels", "masks", "affines", "centers")}
-
   def animate(self, source_images, driving_images):
     """Re-poses the source's parts by the driving frames' poses (the reference's "driving_image").
 
@@ -782,7 +842,6 @@ class CoPartModel(keras.Model):
     Returns:
       dict: image `[B, S, S, 3]`, masks `[B, S, S, K+1]`, part_labels `[B, S, S]`.
     """
-    batch = tf.shape(source_images)[0]
     src = self.encode(source_images)
     drv = self.encode(driving_images, part_maps=False)
     out = self._retarget(
@@ -790,7 +849,6 @@ class CoPartModel(keras.Model):
       src["part_maps"],
       src["affines"],
       drv["affines"],
-      batch,
       src.get("heatmap_logits"),
     )
     masks, image = self.assemble(out["part_images"], out["depth"])
@@ -800,8 +858,8 @@ class CoPartModel(keras.Model):
       "part_labels": tf.argmax(out["depth"], axis=-1, output_type=tf.int32),
     }
 
-  def _retarget(self, images, maps, source_affines, target_affines, batch, heatmap_logits=None):
-    k = self.num_parts
+  def _retarget(self, images, maps, source_affines, target_affines, heatmap_logits=None):
+    """The source's parts moved to the target poses: `_decode_layers`' dict of one group."""
     fg = self._fold_foreground(maps, heatmap_logits)
     motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
     if self.compose_warps:
@@ -809,20 +867,10 @@ class CoPartModel(keras.Model):
     else:
       canonical = self._warp_parts(fg, source_affines)
       moved = self._warp_parts(canonical, affine_lib.invert(target_affines))
-    moved, coverage = tf.split(moved, [self.preset.latent_channels, 1], axis=-1)
-    part_images, depth = self._decode(
-      tf.concat([maps[..., 0, :], moved], axis=0), images, [motion], source_affines, heatmap_logits
+    _, (layers,) = self._decode_layers(
+      maps, moved, images, [target_affines], [motion], source_affines, heatmap_logits
     )
-    bg_images, fg_images = tf.split(part_images, [batch, batch * k], axis=0)
-    bg_depth, fg_depth = tf.split(depth, [batch, batch * k], axis=0)
-    bg_depth += self.background_depth_offset
-    fg_depth = self._foreground_depth(fg_depth, coverage, target_affines, batch)
-    return {
-      "part_images": tf.concat(
-        [bg_images[..., None, :], _from_parts(fg_images, batch, k)], axis=-2
-      ),
-      "depth": tf.concat([bg_depth, fg_depth], axis=-1),
-    }
+    return layers
 
   # ---------------------------------------------------------------- training
 
@@ -874,50 +922,37 @@ class CoPartModel(keras.Model):
     # One decoder call: background once (never warped, shared by both assemblies), then the
     # source-reconstruction, retargeted and canonical part maps.
     logits = poses.get("heatmap_logits")
-    warped = self._training_warps(
-      maps, source_affines, target_affines, None if logits is None else logits[:batch]
-    )
-    warped, coverage = tf.split(warped, [self.preset.latent_channels, 1], axis=-1)
-    latents = tf.concat([maps[..., 0, :], warped], axis=0)
+    source_logits = None if logits is None else logits[:batch]
+    warped = self._training_warps(maps, source_affines, target_affines, source_logits)
     motion = affine_lib.compose(source_affines, affine_lib.invert(target_affines))
-    part_images, depth = self._decode(
-      latents,
+    identity = affine_lib.identity([batch, k], source_affines.dtype)
+    bg_depth, (src, tgt, can) = self._decode_layers(
+      maps,
+      warped,
       source,
+      [source_affines, target_affines, identity],
       [None, motion, source_affines],
       source_affines,
-      None if logits is None else logits[:batch],
+      source_logits,
     )
-    n = batch * k
-    # tf.split rather than slicing: cheap gradients (see PartDecoder.call).
-    bg_img, parts_img = tf.split(part_images, [batch, 3 * n], axis=0)
-    bg_depth, parts_depth = tf.split(depth, [batch, 3 * n], axis=0)
-    bg_depth += self.background_depth_offset
-    src_img, tgt_img, _ = tf.split(parts_img, 3, axis=0)
-    src_depth, tgt_decoded, can_depth = tf.split(parts_depth, 3, axis=0)
-    src_cov, tgt_cov, can_cov = tf.split(coverage, 3, axis=0)
-    identity = affine_lib.identity([batch, k], source_affines.dtype)
-    src_depth = self._foreground_depth(src_depth, src_cov, source_affines, batch)
-    tgt_depth = self._foreground_depth(tgt_decoded, tgt_cov, target_affines, batch)
-    can_depth = self._foreground_depth(can_depth, can_cov, identity, batch)
-    src_images = tf.concat([bg_img[..., None, :], _from_parts(src_img, batch, k)], axis=-2)
-    src_depth = tf.concat([bg_depth, src_depth], axis=-1)
-    tgt_images = tf.concat([bg_img[..., None, :], _from_parts(tgt_img, batch, k)], axis=-2)
-    tgt_depth = tf.concat([bg_depth, tgt_depth], axis=-1)
-    source_masks, source_rec_image = self.assemble(src_images, src_depth)
-    target_masks, target_rec_image = self.assemble(tgt_images, tgt_depth)
+    src_images, tgt_images = src["part_images"], tgt["part_images"]
+    source_masks, source_rec_image = self.assemble(src_images, src["depth"])
+    target_masks, target_rec_image = self.assemble(tgt_images, tgt["depth"])
     background_masks = target_masks  # what the background terms see
     if self.detach_background_poses:
       # The same masks, with the pose-dependent prior and coverage as constants.
       view = self._foreground_depth(
-        tgt_decoded, tf.stop_gradient(tgt_cov), tf.stop_gradient(target_affines), batch
+        tgt["decoded"],
+        tf.stop_gradient(tgt["coverage"]),
+        tf.stop_gradient(target_affines),
+        batch,
       )
       background_masks = tf.nn.softmax(tf.concat([bg_depth, view], axis=-1), axis=-1)
     # Canonical masks: each canonical part assembled against the background alone, since all
     # canonical parts sit at the frame centre and a joint softmax would make them compete.
-    canonical_masks = tf.sigmoid(can_depth - bg_depth)
+    canonical_masks = tf.sigmoid(can["foreground_depth"] - bg_depth)
 
     outputs = {
-      "warped_target": warped,
       "source_reconstruction": source_rec_image,
       "target_reconstruction": target_rec_image,
       "source_masks": source_masks,

@@ -5,8 +5,6 @@ Representations used across copart_tf:
   (see `copart_tf.ops.grid`); this is how part poses T_k are stored.
 - `[..., 3, 3]` homogeneous matrices, for composition and inversion.
 - `[..., 6]` tuples ``(a, b, tx, c, d, ty)`` = the rows of the 2x3 matrix, flattened.
-- `[..., 8]` projective rows in `tfa.image.transform`'s convention (pixel coordinates,
-  output -> input), produced by `to_projective_pixels` for `copart_tf.ops.warp.transform`.
 
 All functions are pure TF, differentiable and XLA-compatible.
 """
@@ -141,53 +139,3 @@ def random_affine(
   shift = tf.random.stateless_uniform([batch_size, 2], seeds[2], -max_shift, max_shift)
   cos_sin = tf.stack([tf.cos(theta), tf.sin(theta)], axis=-1)
   return from_pose(cos_sin, scale, shift)
-
-
-def normalized_to_pixel_matrix(height, width, dtype=tf.float32):
-  """3x3 matrix mapping normalised (x, y, 1) to pixel (x, y, 1) (0 = first pixel centre)."""
-  h = tf.cast(height, dtype)
-  w = tf.cast(width, dtype)
-  zero = tf.zeros([], dtype)
-  one = tf.ones([], dtype)
-  return tf.stack(
-    [
-      tf.stack([w / 2.0, zero, (w - 1.0) / 2.0]),
-      tf.stack([zero, h / 2.0, (h - 1.0) / 2.0]),
-      tf.stack([zero, zero, one]),
-    ]
-  )
-
-
-def pixel_to_normalized_matrix(height, width, dtype=tf.float32):
-  """3x3 matrix mapping pixel (x, y, 1) to normalised (x, y, 1)."""
-  h = tf.cast(height, dtype)
-  w = tf.cast(width, dtype)
-  zero = tf.zeros([], dtype)
-  one = tf.ones([], dtype)
-  return tf.stack(
-    [
-      tf.stack([2.0 / w, zero, 1.0 / w - 1.0]),
-      tf.stack([zero, 2.0 / h, 1.0 / h - 1.0]),
-      tf.stack([zero, zero, one]),
-    ]
-  )
-
-
-def to_projective_pixels(affines, input_size, output_size=None):
-  """Normalised output->input affines `[N, 2, 3]` -> tfa-style `[N, 8]` pixel transforms.
-
-  Args:
-    affines: `[N, 2, 3]` maps from OUTPUT normalised coordinates to INPUT normalised coordinates.
-    input_size: (height, width) of the input image.
-    output_size: (height, width) of the output image; defaults to `input_size`.
-
-  Returns:
-    `[N, 8]` rows (a0, a1, a2, b0, b1, b2, 0, 0) as `tfa.image.transform` expects.
-  """
-  affines = tf.convert_to_tensor(affines)
-  output_size = output_size or input_size
-  to_in_pixels = normalized_to_pixel_matrix(*input_size, dtype=affines.dtype)
-  from_out_pixels = pixel_to_normalized_matrix(*output_size, dtype=affines.dtype)
-  full = tf.matmul(tf.matmul(to_in_pixels[None], to_homogeneous(affines)), from_out_pixels[None])
-  flat = tf.reshape(full, [-1, 9])
-  return flat[:, :8] / flat[:, 8:9]

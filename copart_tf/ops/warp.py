@@ -7,11 +7,8 @@ This module gives the same forward result (tested against the core op) with exac
 both the images and the transforms, using only core ops (gather, floor, arithmetic), so SavedModels
 that contain it load in a stock tensorflow_model_server.
 
-Two entry points:
-- `transform(images, transforms)`: `tfa.image.transform`'s calling convention: 8-parameter
-  projective rows in PIXEL coordinates mapping OUTPUT points to INPUT points, constant fill.
-- `warp_affine(images, affines)`: the model's fast path: `[N, 2, 3]` affines in normalised
-  coordinates (copart_tf.ops.grid) mapping OUTPUT points to INPUT points, zero fill.
+`warp_affine(images, affines)`: `[N, 2, 3]` affines in normalised coordinates (copart_tf.ops.grid)
+mapping OUTPUT points to INPUT points, zero fill (or the edge pixels with padding="border").
 """
 
 import tensorflow as tf
@@ -19,17 +16,16 @@ import tensorflow as tf
 from copart_tf.ops import grid as grid_lib
 
 
-def bilinear_sample(images, x, y, fill_value=0.0):
-  """Samples `images` at fractional pixel positions with bilinear interpolation.
+def bilinear_sample(images, x, y):
+  """Samples `images` at fractional pixel positions with bilinear interpolation, zero fill.
 
-  Neighbours outside the image read `fill_value` (the same rule as ImageProjectiveTransformV3
-  with fill_mode="CONSTANT"), so the result fades smoothly to `fill_value` across the border.
+  Neighbours outside the image read 0 (the same rule as ImageProjectiveTransformV3 with
+  fill_mode="CONSTANT" and fill_value 0), so the result fades smoothly to 0 across the border.
 
   Args:
     images: `[N, H, W, C]` float tensor.
     x: `[N, Ho, Wo]` column positions in pixels (0 = centre of the first column).
     y: `[N, Ho, Wo]` row positions in pixels.
-    fill_value: value outside the image.
 
   Returns:
     `[N, Ho, Wo, C]` samples.
@@ -55,22 +51,17 @@ def bilinear_sample(images, x, y, fill_value=0.0):
   y1i = y0i + 1
 
   flat = tf.reshape(images, [batch, height * width, channels])
-  fill = tf.cast(fill_value, dtype)
-  fill_is_zero = isinstance(fill_value, (int, float)) and fill_value == 0
 
   def corner(xi, yi, weight):
     inside = (xi >= 0) & (xi < width) & (yi >= 0) & (yi < height)
     index = tf.clip_by_value(yi, 0, height - 1) * width + tf.clip_by_value(xi, 0, width - 1)
     values = tf.gather(flat, tf.reshape(index, [batch, -1]), batch_dims=1)
     values = tf.reshape(values, tf.concat([out_shape, [channels]], axis=0))
-    inside = tf.cast(inside, dtype)
-    if fill_is_zero:
-      # The mask goes on the [N, Ho, Wo] weight, not on the C-channel values: two fewer
-      # full-size ops forward and one backward (the warp was a quarter of the training step's
-      # op time), and bit for bit the same result and gradients (one factor is exactly 0 or 1).
-      return (weight * inside)[..., None] * values
-    inside = inside[..., None]
-    return weight[..., None] * (values * inside + fill * (1.0 - inside))
+    # The mask goes on the [N, Ho, Wo] weight, not on the C-channel values: two fewer full-size
+    # ops forward and one backward (the warp was a quarter of the training step's op time), and
+    # bit for bit the same result and gradients as masking the values (one factor is exactly 0
+    # or 1).
+    return (weight * tf.cast(inside, dtype))[..., None] * values
 
   return (
     corner(x0i, y0i, wx0 * wy0)
@@ -78,52 +69,6 @@ def bilinear_sample(images, x, y, fill_value=0.0):
     + corner(x0i, y1i, wx0 * wy1)
     + corner(x1i, y1i, wx1 * wy1)
   )
-
-
-def transform(images, transforms, fill_value=0.0, output_shape=None):
-  """Projective warp with `tfa.image.transform`'s calling convention, differentiable.
-
-  Each row (a0, a1, a2, b0, b1, b2, c0, c1) maps an OUTPUT pixel (x, y) to the INPUT point
-  ``((a0 x + a1 y + a2) / k, (b0 x + b1 y + b2) / k)`` with ``k = c0 x + c1 y + 1``
-  (pixel coordinates, 0 = centre of the first pixel). Bilinear interpolation, constant fill.
-
-  Args:
-    images: `[N, H, W, C]` (or `[H, W, C]`) float tensor.
-    transforms: `[N, 8]` or `[8]` (broadcast to every image).
-    fill_value: value for points outside the input.
-    output_shape: optional (height, width) of the output; defaults to the input's.
-
-  Returns:
-    Warped images, `[N, Ho, Wo, C]` (or `[Ho, Wo, C]` for a rank-3 input).
-  """
-  images = tf.convert_to_tensor(images)
-  rank3 = images.shape.rank == 3
-  if rank3:
-    images = images[None]
-  transforms = tf.cast(tf.convert_to_tensor(transforms), images.dtype)
-  if transforms.shape.rank == 1:
-    transforms = transforms[None]
-  batch = tf.shape(images)[0]
-  transforms = tf.broadcast_to(transforms, [batch, 8])
-  if output_shape is None:
-    out_h, out_w = tf.shape(images)[1], tf.shape(images)[2]
-  else:
-    out_h, out_w = output_shape
-  ys, xs = tf.meshgrid(
-    tf.range(out_h, dtype=images.dtype), tf.range(out_w, dtype=images.dtype), indexing="ij"
-  )
-  xs = xs[None]
-  ys = ys[None]
-  t = transforms[:, :, None, None]  # [N, 8, 1, 1]
-  k = t[:, 6] * xs + t[:, 7] * ys + 1.0
-  # ImageProjectiveTransformV3 returns the fill value where k == 0; keep the division finite.
-  safe_k = tf.where(tf.equal(k, 0.0), tf.ones_like(k), k)
-  x_in = (t[:, 0] * xs + t[:, 1] * ys + t[:, 2]) / safe_k
-  y_in = (t[:, 3] * xs + t[:, 4] * ys + t[:, 5]) / safe_k
-  out = bilinear_sample(images, x_in, y_in, fill_value)
-  degenerate = tf.equal(k, 0.0)[..., None]
-  out = tf.where(degenerate, tf.cast(fill_value, images.dtype) * tf.ones_like(out), out)
-  return out[0] if rank3 else out
 
 
 def warp_affine(images, affines, output_size=None, padding="zeros"):
@@ -162,4 +107,4 @@ def warp_affine(images, affines, output_size=None, padding="zeros"):
     y_pix = tf.clip_by_value(y_pix, 0.0, in_h_f - 1.0)
   elif padding != "zeros":
     raise ValueError(f"padding must be 'zeros' or 'border', got {padding!r}")
-  return bilinear_sample(images, x_pix, y_pix, 0.0)
+  return bilinear_sample(images, x_pix, y_pix)

@@ -10,7 +10,6 @@ would have seen next.
 
 import atexit
 import contextlib
-import dataclasses
 import json
 import math
 import os
@@ -578,9 +577,10 @@ def _finish(config, model):
   if config.evaluate_at_end:
     try:
       from copart_tf.evaluation import run as eval_run
+      from copart_tf.inference import Segmenter
 
       results = eval_run.evaluate_segmenter(
-        make_predict_fn(model),
+        Segmenter.from_model(model),
         config.data_dir,
         config.image_size,
         config.num_parts,
@@ -600,22 +600,3 @@ def _finish(config, model):
       out["evaluation_table"] = results["table"]
       out["report_dir"] = os.path.join(config.model_dir, "eval")
   return out
-
-
-def make_predict_fn(model):
-  """uint8 `[N, S, S, 3]` -> int32 labels `[N, S, S]` with a compiled forward pass."""
-
-  @tf.function(reduce_retracing=True)
-  def labels(images):
-    return model(tf.cast(images, tf.float32) / 255.0)["part_labels"]
-
-  return lambda images: labels(tf.convert_to_tensor(images)).numpy()
-
-
-def config_from_dict(values):
-  """Builds a TrainConfig from a flat dict (flags); unknown keys raise ConfigError."""
-  known = {f.name for f in dataclasses.fields(config_lib.TrainConfig)}
-  unknown = set(values) - known
-  if unknown:
-    raise ConfigError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
-  return config_lib.TrainConfig(**values)

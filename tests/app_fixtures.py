@@ -1,5 +1,8 @@
 """Small fixtures for tests and benchmarks: a tiny run dir, synthetic videos, child processes.
 
+Tests import it as ``import app_fixtures`` (pytest puts tests/ on sys.path); benchmarks put
+tests/ on sys.path first (`benchmarks/segment_memory.py`).
+
 `make_tiny_run_dir` writes what `copart_tf.model.loading.load_from_model_dir` reads (config.json
 and ``checkpoints/ckpt-1``) for a tiny-preset model whose weights are perturbed with a fixed seed
 (so part labels and poses vary from frame to frame). It is not a trained model. The checkpoint
@@ -10,6 +13,9 @@ import json
 import os
 
 import numpy as np
+
+# The source tree (tests/..), put on the children's PYTHONPATH.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def make_tiny_run_dir(model_dir, num_parts=3, image_size=64, seed=0, noise=0.05):
@@ -123,7 +129,7 @@ def start_cli(module, *args, cwd=None):
   import subprocess
   import sys
 
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  root = ROOT
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   env["PYTHONPATH"] = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])
   return subprocess.Popen(
@@ -153,7 +159,7 @@ def run_script_for_result(script, timeout=600):
   import subprocess
   import sys
 
-  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  root = ROOT
   path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
   env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
   proc = subprocess.run(
