@@ -6,7 +6,7 @@ per call) and prints one JSON object: the median and best GFLOP/s over `--steps`
   python benchmarks/matmul_gflops.py                      # 2048^2 float32
   python benchmarks/matmul_gflops.py --size=4096 --steps=5
 
-`python -m copart_tf.benchmark` runs the same measurement (`copart_tf.benchmarking.matmul`) unless
+`python benchmarks/benchmark.py` runs the same measurement (`benchmarks/perf/matmul.py`) unless
 given `--peak_gflops`. Like the benchmark, it imports copart_tf.cli_env first so TensorFlow starts with
 the project's oneDNN setting (TF_ENABLE_ONEDNN_OPTS=1).
 """
@@ -28,7 +28,9 @@ def main(argv=None):
   args = parser.parse_args(argv)
 
   from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
-  from copart_tf.benchmarking import machine, matmul
+
+  # isort: split
+  from benchmarks.perf import machine, matmul
 
   result = matmul.matmul_gflops(args.size, args.steps, args.warmup, args.dtype)
   facts = machine.machine_facts()

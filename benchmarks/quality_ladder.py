@@ -3,7 +3,6 @@ r"""Quality ladder: trains every rung from scratch, evaluates it on its test spl
   python benchmarks/quality_ladder.py [--rungs=A,B,C,D] [--work_dir=/tmp/ladder_runs]
       [--train_steps=N] [--json_out=PATH] [--pair_gap=8] [--config=A=path/to.cfg ...]
       [--train_flag=--name=value ...] [--skip_export] [--train_timeout=SECONDS]
-  python -m copart_tf.benchmark quality [the same flags]
 
 Rungs (`RUNGS`): A sprites, B figure2d, C demo (synthetic humanoid, 128 px), D humanoid; each is
 an absl flagfile for ``python -m copart_tf.train``. A rung whose flagfile does not exist is
@@ -777,9 +776,8 @@ def _failed(entry, rung, status, log_path):
   return entry
 
 
-def parse_args(argv, prog=None):
+def parse_args(argv):
   parser = argparse.ArgumentParser(
-    prog=prog,
     description="Trains every rung of the quality ladder from scratch and prints one table.",
   )
   parser.add_argument("--rungs", default=",".join(RUNGS), help="Comma-separated rungs (A,B,C,D).")
@@ -861,8 +859,8 @@ def run_ladder(args):
   return results
 
 
-def main(argv=None, prog=None):
-  args = parse_args(sys.argv[1:] if argv is None else argv, prog)
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
   results = run_ladder(args)
   from copart_tf.evaluation.evaluator import to_jsonable
 

@@ -32,8 +32,10 @@ sys.path.insert(0, ROOT)
 def child(args):
   """Segments one video and prints a JSON line (runs in its own process)."""
   from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
+
+  # isort: split
+  from benchmarks.perf import machine
   from copart_tf.apps import segmentation
-  from copart_tf.benchmarking import machine
   from copart_tf.inference import Segmenter
 
   t0 = time.time()

@@ -2,8 +2,8 @@
 
 A library must not change its process' environment on import, so `import copart_tf` leaves it
 alone; the command-line programs (`python -m copart_tf.train`, `.segment`, `.export`, `.evaluate`,
-`.benchmark`, `serving.server`, ...) and the benchmark scripts import this module before anything
-imports TensorFlow. Both settings are defaults: a variable already set wins.
+`serving.server`, ...) and the benchmark scripts (`benchmarks/*.py`) import this module before
+anything imports TensorFlow. Both settings are defaults: a variable already set wins.
 
 - `TF_ENABLE_ONEDNN_OPTS=1`: TensorFlow turns its oneDNN kernels on by default only on some x86
   CPUs (on the AVX-512 VM of 2026-12-07 it did; on the machines of issue 9 it did not); on, the

@@ -1,4 +1,5 @@
-"""`python -m copart_tf.benchmark` and its library: JSON schema, FLOP counting, mixed precision.
+"""`python benchmarks/benchmark.py` and its library `benchmarks.perf`: JSON schema, FLOP counting,
+mixed precision.
 
 No timing assertions: the numbers depend on the machine and its load. The CLI runs use the tiny
 preset at 64x64 with two timed steps, so the whole file takes well under a minute on an idle
@@ -15,13 +16,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from copart_tf.benchmarking import flops as flops_lib
-from copart_tf.benchmarking import harness, reference, stats
-from copart_tf.benchmarking import matmul as matmul_lib
+from benchmarks.perf import flops as flops_lib
+from benchmarks.perf import harness, reference, stats
+from benchmarks.perf import matmul as matmul_lib
+from benchmarks.perf.config import BenchmarkConfig
 from copart_tf.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHILD_ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+SCRIPT = os.path.join(ROOT, "benchmarks", "benchmark.py")
 TIMEOUT = 600
 TINY_FLAGS = [
   "--preset=tiny",
@@ -35,11 +37,13 @@ TIMING_KEYS = {"n", "median", "p10", "p90", "mean", "min", "max", "first_call_s"
 
 
 def run_process(*flags):
-  """Runs the benchmark CLI to completion; returns the CompletedProcess (any exit status)."""
+  """Runs the benchmark script to completion; returns the CompletedProcess (any exit status).
+
+  No PYTHONPATH is added: the script puts the checkout on its import path itself.
+  """
   return subprocess.run(
-    [sys.executable, "-m", "copart_tf.benchmark", *flags],
+    [sys.executable, SCRIPT, *flags],
     cwd=ROOT,
-    env=CHILD_ENV,
     capture_output=True,
     text=True,
     timeout=TIMEOUT,
@@ -122,6 +126,11 @@ class CliTest(tf.test.TestCase):
     self.assertEqual(proc.returncode, 2)
     self.assertIn("error: --batch=0", proc.stderr)
 
+  def test_quality_is_not_a_subcommand(self):
+    proc = run_process("quality")
+    self.assertEqual(proc.returncode, 2)
+    self.assertIn("benchmarks/quality_ladder.py", proc.stderr)
+
 
 class MixedPrecisionTest(tf.test.TestCase):
   """mixed_bfloat16: bf16 layers, float32 variables, poses / masks / losses in float32."""
@@ -131,7 +140,7 @@ class MixedPrecisionTest(tf.test.TestCase):
     super().tearDown()
 
   def _losses(self, policy, steps):
-    config = harness.BenchmarkConfig(
+    config = BenchmarkConfig(
       preset="tiny", image_size=32, num_parts=3, batch=2, mixed_precision=policy
     )
     with harness.precision_policy(policy):
@@ -220,7 +229,7 @@ class LibraryTest(tf.test.TestCase):
     self.assertGreater(out["gflops"], 0)
 
   def test_config_validation(self):
-    harness.BenchmarkConfig().validate()
+    BenchmarkConfig().validate()
     for bad in (
       {"preset": "huge"},
       {"batch": 0},
@@ -231,10 +240,10 @@ class LibraryTest(tf.test.TestCase):
       {"infer_batches": ()},
     ):
       with self.assertRaises(ConfigError, msg=str(bad)):
-        harness.BenchmarkConfig(**bad).validate()
+        BenchmarkConfig(**bad).validate()
 
   def test_reference_ratios(self):
-    config = harness.BenchmarkConfig(preset="paper", batch=1, image_size=128, num_parts=10)
+    config = BenchmarkConfig(preset="paper", batch=1, image_size=128, num_parts=10)
     result = {
       "train": {
         "step_ms": {"median": 4800.0},

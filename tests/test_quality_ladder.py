@@ -1,6 +1,6 @@
 """benchmarks/quality_ladder.py: bars, shift-error matching (hand-made arrays) and one end-to-end run.
 
-The end-to-end test runs ``python -m copart_tf.benchmark quality`` on one rung with a tiny flagfile
+The end-to-end test runs ``python benchmarks/quality_ladder.py`` on one rung with a tiny flagfile
 (tiny preset, 64 px, 5 steps, no export) and a tiny sprites dataset in a temporary folder, plus one
 rung whose flagfile does not exist; about 40 s on a 2-core machine.
 """
@@ -197,9 +197,7 @@ class EndToEndTest(unittest.TestCase):
       proc = subprocess.run(
         [
           sys.executable,
-          "-m",
-          "copart_tf.benchmark",
-          "quality",
+          os.path.join(ROOT, "benchmarks", "quality_ladder.py"),
           "--rungs=A,B",
           f"--config=A={config}",
           f"--config=B={os.path.join(tmp, 'no_such.cfg')}",

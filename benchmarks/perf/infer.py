@@ -5,7 +5,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from copart_tf.benchmarking import harness, machine, stats
+from benchmarks.perf import harness, machine, stats
 
 
 def _uint8_images(config, batch):

@@ -4,7 +4,7 @@ import math
 
 import tensorflow as tf
 
-from copart_tf.benchmarking import harness, machine, stats
+from benchmarks.perf import components, harness, machine, stats
 from copart_tf.ops import affine as affine_lib
 from copart_tf.ops import warp as warp_lib
 
@@ -91,7 +91,7 @@ def measure_train(model, config, flops, peak_gflops):
     out["losses"] = {name: round(value, 6) for name, value in losses.items()}
     out["losses_finite"] = all(math.isfinite(v) for v in losses.values())
 
-    train_fn = harness._train_graph_fn(model, with_gradients=False)
+    train_fn = harness.train_graph_fn(model, with_gradients=False)
     forward_fn = tf.function(train_fn, jit_compile=jit)
     args = (data["source"], data["target"], data["warp_affines"])
     out["forward_ms"] = stats.time_calls(
@@ -134,8 +134,6 @@ def measure_train(model, config, flops, peak_gflops):
       "method": WARP_METHOD,
     }
     if config.breakdown:
-      from copart_tf.benchmarking import components
-
       out["components"] = components.measure_components(model, config)
   out["memory"] = memory.result()
   out["flops_per_example"] = flops["train_per_example"]

@@ -1,6 +1,6 @@
 """Benchmarks training, inference and serving of one model configuration; prints JSON (issue 9).
 
-  python -m copart_tf.benchmark --preset=small|paper|tiny --batch=N --what=train|infer|serve|all
+  python benchmarks/benchmark.py --preset=small|paper|tiny --batch=N --what=train|infer|serve|all
       [--image_size=128] [--num_parts=10] [--steps=10] [--warmup=2]
       [--perceptual=random|pyramid|none] [--jit_compile]
       [--mixed_precision=float32|mixed_bfloat16|mixed_float16] [--compose_warps] [--breakdown]
@@ -9,25 +9,25 @@
 Every time is the median of `--steps` timed iterations after `--warmup` untimed ones, with p10 / p90
 next to it. The JSON on stdout (progress goes to stderr) is described in benchmarks/README.md,
 together with the reference comparison it prints (the authors' PyTorch code on this machine type).
-Run it on a quiet machine: other processes change every number.
-
-  python -m copart_tf.benchmark quality [--rungs=A,B,C,D] [--work_dir=DIR] [--train_steps=N]
-      [--json_out=PATH] ...
-
-runs the quality ladder instead (trains every rung from scratch, evaluates it, prints one table
-with PASS/FAIL per bar): the code of benchmarks/quality_ladder.py, loaded from the source tree.
+Run it on a quiet machine: other processes change every number. The code is `benchmarks.perf`
+(this tree, not the shipped package); the quality ladder is `python benchmarks/quality_ladder.py`.
 """
 
-import importlib.util
 import json
 import os
 import sys
 
-from absl import app, flags
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
 
-from copart_tf import cli_env  # noqa: F401 (TensorFlow's environment, before TF loads)
-from copart_tf.benchmarking.config import BenchmarkConfig
-from copart_tf.errors import ConfigError, CopartError
+from copart_tf import cli_env  # noqa: E402, F401 (TensorFlow's environment, before TF loads)
+
+# isort: split
+from absl import app, flags  # noqa: E402
+
+from benchmarks.perf.config import BenchmarkConfig  # noqa: E402 (no TensorFlow)
+from copart_tf.errors import ConfigError, CopartError  # noqa: E402
 
 PRESET = flags.DEFINE_enum("preset", "small", ["tiny", "small", "paper"], "Architecture preset.")
 BATCH = flags.DEFINE_integer("batch", 1, "Training batch (source/target pairs per step).")
@@ -101,6 +101,8 @@ def config_from_flags():
 def main(argv):
   if len(argv) > 1:
     print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
+    if argv[1] == "quality":
+      print("the quality ladder is `python benchmarks/quality_ladder.py`", file=sys.stderr)
     return 2
 
   def log(message):
@@ -108,9 +110,9 @@ def main(argv):
 
   try:
     config = config_from_flags()
-    from copart_tf.benchmarking import harness  # loads TensorFlow
+    from benchmarks.perf import run as run_lib  # loads TensorFlow
 
-    result = harness.run(config, log=log)
+    result = run_lib.run(config, log=log)
   except CopartError as error:
     print(f"error: {error}", file=sys.stderr)
     return 2
@@ -122,37 +124,5 @@ def main(argv):
   return 0
 
 
-QUALITY_SCRIPT = os.path.join(
-  os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "quality_ladder.py"
-)
-
-
-def run_quality(argv):
-  """`python -m copart_tf.benchmark quality ...`: delegates to benchmarks/quality_ladder.py.
-
-  Args:
-    argv: the arguments after ``quality`` (the script's own flags).
-
-  Returns:
-    the exit status.
-  """
-  if not os.path.isfile(QUALITY_SCRIPT):
-    print(
-      f"error: {QUALITY_SCRIPT} not found (the quality ladder runs from a source checkout)",
-      file=sys.stderr,
-    )
-    return 2
-  spec = importlib.util.spec_from_file_location("copart_quality_ladder", QUALITY_SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # NumPy / SciPy only; TensorFlow loads when a rung is evaluated
-  return module.main(argv, prog="python -m copart_tf.benchmark quality")
-
-
-def run():
-  if len(sys.argv) > 1 and sys.argv[1] == "quality":
-    sys.exit(run_quality(sys.argv[2:]))
-  app.run(main)
-
-
 if __name__ == "__main__":
-  run()
+  app.run(main)

@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from copart_tf.benchmarking import stats
+from benchmarks.perf import stats
 
 
 def matmul_gflops(size=2048, steps=10, warmup=2, dtype="float32"):

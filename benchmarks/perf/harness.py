@@ -1,19 +1,17 @@
-"""Benchmark configuration, model construction and the `run` that ties the phases together."""
+"""Helpers shared by the phases: model construction (the trainer's), inputs, FLOPs, utilisation.
+
+Imports none of the phase modules (`train`, `infer`, `serve`); `benchmarks.perf.run` imports them
+and this one.
+"""
 
 import contextlib
-import shutil
-import tempfile
 import time
 
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
-from copart_tf.benchmarking import flops as flops_lib
-from copart_tf.benchmarking import machine, reference
-from copart_tf.benchmarking import matmul as matmul_lib
-from copart_tf.benchmarking.config import BenchmarkConfig  # noqa: F401 (re-exported)
+from benchmarks.perf import flops as flops_lib
 
 LEARNING_RATE = 5e-5  # the reference's Adam learning rate (the value does not change the timing)
 
@@ -79,7 +77,7 @@ def synthetic_batch(config, batch):
   }
 
 
-def _train_graph_fn(model, with_gradients):
+def train_graph_fn(model, with_gradients):
   """forward_pair + compute_losses (+ gradients of the total w.r.t. the trainable variables)."""
 
   def fn(source, target, warp_affines):
@@ -94,7 +92,7 @@ def _train_graph_fn(model, with_gradients):
 
 
 def measure_flops(model, config):
-  """FLOPs of inference per image and of training per example (see `copart_tf.benchmarking.flops`).
+  """FLOPs of inference per image and of training per example (see `benchmarks.perf.flops`).
 
   Inference: `model(images)` at batch 1. Training: forward_pair + compute_losses + the gradient
   w.r.t. every trainable variable at batch `config.batch`, divided by the batch; the optimizer
@@ -111,8 +109,8 @@ def measure_flops(model, config):
     tf.TensorSpec([config.batch, s, s, 3], tf.float32),
     tf.TensorSpec([config.batch, 2, 3], tf.float32),
   )
-  train = tf.function(_train_graph_fn(model, True)).get_concrete_function(*specs)
-  forward = tf.function(_train_graph_fn(model, False)).get_concrete_function(*specs)
+  train = tf.function(train_graph_fn(model, True)).get_concrete_function(*specs)
+  forward = tf.function(train_graph_fn(model, False)).get_concrete_function(*specs)
   infer_flops = flops_lib.graph_flops(infer)
   train_flops = flops_lib.graph_flops(train)
   forward_flops = flops_lib.graph_flops(forward)
@@ -140,7 +138,7 @@ def measure_flops(model, config):
     saved = model.perceptual_loss
     model.perceptual_loss = "none"
     try:
-      bare = tf.function(_train_graph_fn(model, True)).get_concrete_function(*specs)
+      bare = tf.function(train_graph_fn(model, True)).get_concrete_function(*specs)
       out["train_per_example_without_perceptual"] = (
         flops_lib.graph_flops(bare)["total"] // config.batch
       )
@@ -163,86 +161,3 @@ def utilisation(flops, milliseconds, peak_gflops):
     "achieved_gflops": achieved,
     "utilisation": round(achieved / peak_gflops, 4) if achieved and peak_gflops else None,
   }
-
-
-def run(config, log=None):
-  """Runs the requested phases and returns the JSON-able result.
-
-  Args:
-    config: `BenchmarkConfig` (validated here).
-    log: callable receiving progress messages (one string each); default absl logging.info.
-
-  Returns:
-    dict with config, machine, model (params, FLOPs), matmul, the phases' sections (train,
-    infer, serve), memory, reference and comparison. See benchmarks/README.md.
-  """
-  from copart_tf.benchmarking import infer as infer_lib
-  from copart_tf.benchmarking import serve as serve_lib
-  from copart_tf.benchmarking import train as train_lib
-
-  log = log or logging.info
-  config.validate()
-  phases = config.phases()
-  result = {
-    "benchmark": "copart_tf.benchmark",
-    "schema_version": 1,
-    "config": config.to_dict(),
-    "machine": machine.machine_facts(),
-  }
-  started = time.perf_counter()
-  tmp = tempfile.mkdtemp(prefix="copart_benchmark_")
-  try:
-    with precision_policy(config.mixed_precision):
-      log(f"building the {config.preset} model ({config.mixed_precision})")
-      model = build_model(config, with_optimizer="train" in phases)
-      result["model"] = {
-        "preset": config.preset,
-        "params": flops_lib.model_params(model),
-        "dtype_policy": keras.mixed_precision.global_policy().name,
-      }
-      log("counting FLOPs")
-      result["model"]["flops"] = measure_flops(model, config)
-
-      if config.peak_gflops > 0:
-        result["matmul"] = {"gflops": config.peak_gflops, "source": "--peak_gflops"}
-      elif config.matmul_size > 0:
-        log(f"measuring the float32 matmul rate ({config.matmul_size}^2)")
-        result["matmul"] = matmul_lib.matmul_gflops(config.matmul_size)
-        result["matmul"]["source"] = "measured (copart_tf.benchmarking.matmul)"
-      else:
-        result["matmul"] = {"gflops": None, "source": "skipped (--matmul_size=0)"}
-      peak = result["matmul"]["gflops"]
-
-      export_base = None
-      if "train" in phases:
-        log(f"train: {config.warmup} + {config.steps} steps per measurement")
-        result["train"] = train_lib.measure_train(model, config, result["model"]["flops"], peak)
-      if "infer" in phases:
-        log("infer: export, load, time the SavedModel and the Keras model")
-        export_base = f"{tmp}/export"
-        result["infer"] = infer_lib.measure_infer(
-          model, config, export_base, result["model"]["flops"], peak
-        )
-      if "serve" in phases:
-        if export_base is None:
-          from copart_tf.export import saved_model as export_lib
-
-          export_base = f"{tmp}/export"
-          export_lib.export(model, export_base)
-        log("serve: local gRPC server, sequential then concurrent Predict calls")
-        result["serve"] = serve_lib.measure_serve(export_base, config)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  result["memory"] = {
-    "process_peak_rss_mb": machine.process_peak_rss_mb(),
-    "method": (
-      "process_peak_rss_mb = getrusage(RUSAGE_SELF).ru_maxrss over the whole run; each phase's "
-      "memory.peak_rss_mb = /proc/self/status VmHWM after resetting it (/proc/self/clear_refs) "
-      "at the start of the phase"
-    ),
-  }
-  result["reference"] = dict(reference.REFERENCE, targets=reference.TARGETS)
-  result["comparison"] = reference.compare(result, config)
-  result["load_average_1m_at_end"] = machine.load_average_1m()
-  result["wall_seconds"] = round(time.perf_counter() - started, 1)
-  return result

@@ -10,8 +10,8 @@ optimizer update and the interactions between blocks are not in any component.
 
 import tensorflow as tf
 
-from copart_tf.benchmarking import flops as flops_lib
-from copart_tf.benchmarking import stats
+from benchmarks.perf import flops as flops_lib
+from benchmarks.perf import stats
 
 METHOD = __doc__.split("\n\n", 1)[1].replace("\n", " ").strip()
 

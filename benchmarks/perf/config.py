@@ -13,7 +13,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 @dataclasses.dataclass
 class BenchmarkConfig:
-  """What to measure and on which model (mirrors `python -m copart_tf.benchmark`'s flags).
+  """What to measure and on which model (mirrors `python benchmarks/benchmark.py`'s flags).
 
   Attributes:
     preset: "tiny", "small" or "paper".
@@ -27,7 +27,7 @@ class BenchmarkConfig:
     jit_compile: XLA for the training step (and the in-memory inference function).
     mixed_precision: Keras dtype policy while the model is built and run.
     compose_warps: the model's one-warp path (DESIGN.md §3).
-    breakdown: also time each block of the step alone (`copart_tf.benchmarking.components`).
+    breakdown: also time each block of the step alone (`benchmarks.perf.components`).
     infer_batches: batch sizes of the inference measurements.
     serve_seconds: duration of the concurrent-clients phase of `serve`.
     serve_requests: sequential Predict calls timed by `serve`.
