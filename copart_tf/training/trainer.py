@@ -10,6 +10,7 @@ would have seen next.
 
 import atexit
 import contextlib
+import functools
 import json
 import math
 import os
@@ -18,7 +19,6 @@ import tempfile
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -27,18 +27,16 @@ from copart_tf.errors import ConfigError, DataError, ModelError
 from copart_tf.losses import perceptual as perceptual_lib
 from copart_tf.model.copart_model import CoPartModel
 from copart_tf.ops import affine as affine_lib
+from copart_tf.training import callbacks as callbacks_lib
 from copart_tf.training import config as config_lib
 from copart_tf.training import progress as progress_lib
-from copart_tf.training import reseeding, shutdown, visualize
+from copart_tf.training import reseeding, shutdown
 from copart_tf.training import strategy as strategy_lib
+from copart_tf.training.callbacks import TrainingDivergedError  # noqa: F401 (trainer's API)
 
 CONFIG_FILE = "config.json"
 MODEL_CONFIG_FILE = "model.json"  # model.get_config(): what loading rebuilds the model from
 CHECKPOINT_SUBDIR = "checkpoints"
-
-
-class TrainingDivergedError(ModelError):
-  """The loss became NaN or Inf; the last good checkpoint is kept."""
 
 
 def checkpoint_dir(model_dir):
@@ -242,31 +240,54 @@ def restore_or_initialize(model, optimizer, model_dir, keep, write_dir=None):
   return manager, latest
 
 
-def _scalar_logs(logs):
-  return {name: float(value) for name, value in logs.items()}
+def _vote_counter(strategy, multi_worker):
+  """The sum of the workers' stop votes (one process: its own vote; no collective needed)."""
+  if not multi_worker:
+    return lambda vote: vote
+
+  @tf.function
+  def total(vote):
+    return strategy.reduce("SUM", strategy.run(tf.identity, args=(vote,)), axis=None)
+
+  return total
 
 
-def _all_finite(variables):
-  return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+def _barrier(strategy):
+  """Returns when every worker has called it (a collective)."""
+
+  @tf.function
+  def barrier():
+    return strategy.reduce("SUM", strategy.run(lambda: tf.identity(tf.ones([]))), axis=None)
+
+  return barrier()
 
 
-def _write_images(writer, model, vis_batch, step, num_parts):
-  outputs = model.forward_pair(vis_batch["source"], vis_batch["target"], vis_batch["warp_affines"])
-  outputs = {k: v.numpy() for k, v in outputs.items()}
-  grid = visualize.training_grid(
-    vis_batch["source"].numpy(), vis_batch["target"].numpy(), outputs, num_parts
-  )
-  theta, _, _ = affine_lib.to_pose(outputs["target_affines"])
-  with writer.as_default(step=step):
-    tf.summary.image(
-      "parts/source|target|source_rec|retargeted|overlay|axes",
-      grid[None],
-      description="one row per example; columns as named",
+def _batch_images(config, replicas, step):
+  """The images the first replica trained on at `step` (the pipeline is a function of the step).
+
+  `model.fit` does not show its batches to callbacks; rebuilding the pipeline at the step gives
+  the same batch the re-seeding checked when it ran inside a hand-written loop.
+  """
+  with pipeline.translate_data_errors():
+    batch = next(
+      iter(
+        pipeline.make_pair_dataset(
+          config.data_dir,
+          "train",
+          config.image_size,
+          config.batch_size,
+          config.seed,
+          start_step=step - 1,
+          augment=config.augment,
+          rotation_degrees=config.augment_rotation_deg,
+          id_sampling=config.id_sampling,
+          on_bad_frame=config.on_bad_frame,
+          num_replicas=replicas,
+        )
+      )
     )
-    tf.summary.histogram("poses/scale", outputs["target_scale"])
-    tf.summary.histogram("poses/rotation_deg", np.degrees(theta.numpy()))
-    tf.summary.histogram("poses/center_x", outputs["target_affines"][..., 0, 2])
-    tf.summary.histogram("poses/center_y", outputs["target_affines"][..., 1, 2])
+  local = config.batch_size // replicas
+  return tf.concat([batch["source"][:local], batch["target"][:local]], 0)
 
 
 def _chief_checkpoint(config, saved_path, restored):
@@ -441,26 +462,7 @@ def _run(config, strategy, chief, stop_after_steps, stops):
   dataset = add_warp_affines(dataset, config.seed, step, max_rotation)
   options = tf.data.Options()
   options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-  dataset = dataset.with_options(options)
-  dist_dataset = strategy.experimental_distribute_dataset(dataset)
-
-  def replica_step(batch, stop_vote):
-    return model.train_step(batch), tf.identity(stop_vote)
-
-  # One tf.function per replica (a nested one around train_step breaks the optimizer's merge_call).
-  step_fn = tf.function(replica_step, jit_compile=config.jit_compile)
-
-  @tf.function
-  def train_fn(batch, stop_vote):
-    logs, votes = strategy.run(step_fn, args=(batch, stop_vote))
-    # Per-replica running means -> one value each (all workers take part in the reduction); the
-    # stop votes are summed, so a signal to any worker stops all of them after the same step.
-    logs = {name: strategy.reduce("MEAN", value, axis=None) for name, value in logs.items()}
-    return logs, strategy.reduce("SUM", votes, axis=None)
-
-  @tf.function
-  def barrier():
-    return strategy.reduce("SUM", strategy.run(lambda: tf.identity(tf.ones([]))), axis=None)
+  dataset = dataset.with_options(options)  # fit distributes it (experimental_distribute_dataset)
 
   writer = (
     tf.summary.create_file_writer(config.model_dir) if chief else tf.summary.create_noop_writer()
@@ -475,76 +477,58 @@ def _run(config, strategy, chief, stop_after_steps, stops):
   end_step = config.train_steps
   if stop_after_steps is not None:
     end_step = min(end_step, step + int(stop_after_steps))
-  progress = progress_lib.Progress(config.train_steps, step, config.log_every)
-  reseeder = (
-    reseeding.PartReseeder(config.reseed_min_share) if config.reseed_every and chief else None
-  )
-  iterator = iter(dist_dataset)
-  interval_start, interval_steps = time.time(), 0
-  run_start = time.time()
   first_step = step
-  logs = {}
-  saved_path = None
-  stop_voted = False
-  for tracker in model.metrics:
-    tracker.reset_state()
-  with pipeline.translate_data_errors(), stops.training_loop():
-    while step < end_step:
-      batch = next(iterator)
-      logs, votes = train_fn(batch, tf.constant(1.0 if stops.requested else 0.0))
-      step += 1
-      interval_steps += 1
-      total = float(logs["total"])
-      if not math.isfinite(total):
-        raise TrainingDivergedError(
-          f"the loss became {total} at step {step}; stopped without saving. The last good "
-          f"checkpoint is {latest_checkpoint() or '(none yet)'}; try a lower "
-          f"--learning_rate (now {config.learning_rate})"
-        )
-      progress.update(step, f"loss {total:.4f}")
-      if reseeder and step % config.reseed_every == 0 and step <= config.reseed_until:
-        local = strategy.experimental_local_results(batch)[0]
-        pairs = reseeder(model, optimizer, tf.concat([local["source"], local["target"]], 0))
-        for dead, donor in pairs:
-          logging.info(
-            "step %d: part %d won no pixels, re-seeded from part %d", step, dead + 1, donor + 1
-          )
-        with writer.as_default(step=step):
-          tf.summary.scalar("train/reseeded_parts", len(pairs))
-      if step % config.log_every == 0 or step == end_step:
-        elapsed = max(time.time() - interval_start, 1e-9)
-        values = _scalar_logs(logs)
-        with writer.as_default(step=step):
-          for name, value in values.items():
-            tag = "train/grad_norm" if name == "grad_norm" else f"loss/{name}"
-            tf.summary.scalar(tag, value)
-          lr = optimizer.learning_rate
-          tf.summary.scalar("train/learning_rate", float(np.asarray(lr() if callable(lr) else lr)))
-          tf.summary.scalar("train/steps_per_sec", interval_steps / elapsed)
-          tf.summary.scalar("train/images_per_sec", interval_steps * config.batch_size / elapsed)
-        interval_start, interval_steps = time.time(), 0
-        for tracker in model.metrics:
-          tracker.reset_state()
-      if chief and (step % config.image_every == 0 or step == end_step):
-        _write_images(writer, model, vis_batch, step, config.num_parts)
-      if float(votes) > 0:  # a signal reached this or another worker before this step
-        stop_voted, end_step = True, step
-      if step % config.checkpoint_every == 0 or step == end_step:
-        # The loss above was computed before this step's update: check what would be saved.
-        if not _all_finite(model.trainable_variables):
-          raise TrainingDivergedError(
-            f"the weights became non-finite at step {step} (loss {total}); stopped without "
-            f"saving. The last good checkpoint is {latest_checkpoint() or '(none yet)'}; try a "
-            f"lower --learning_rate (now {config.learning_rate})"
-          )
-        saved_path = manager.save(checkpoint_number=step)
-        logging.info("checkpoint %s", saved_path)
-  progress.close()
+  guard = callbacks_lib.DivergenceStop(step, latest_checkpoint, config.learning_rate)
+  vote = callbacks_lib.StopVote(step, stops, _vote_counter(strategy, multi_worker))
+  saver = callbacks_lib.Checkpoints(
+    step, manager, config.checkpoint_every, end_step, latest_checkpoint, config.learning_rate
+  )
+  progress = progress_lib.Progress(config.train_steps, step, config.log_every)
+  callbacks = [guard, callbacks_lib.ProgressLog(step, progress)]
+  intervals = [config.log_every, config.checkpoint_every, config.image_every]
+  if config.reseed_every and chief:
+    intervals.append(config.reseed_every)
+    reseeder = reseeding.PartReseeder(config.reseed_min_share)
+    images = functools.partial(_batch_images, config, replicas)
+    callbacks.append(
+      callbacks_lib.Reseeding(
+        step, reseeder, config.reseed_every, config.reseed_until, images, writer
+      )
+    )
+  callbacks.append(
+    callbacks_lib.ScalarSummaries(step, writer, config.log_every, end_step, config.batch_size)
+  )
+  if chief:
+    callbacks.append(
+      callbacks_lib.ImageSummaries(
+        step, writer, config.image_every, end_step, vis_batch, config.num_parts
+      )
+    )
+  callbacks += [vote, saver]  # the vote first: a stop saves the step it stopped at
+  run_start = time.time()
+  if end_step > step:
+    # Every step a callback acts on ends an execution; between two, no host-device round trip.
+    model.steps_per_execution = callbacks_lib.steps_per_execution(intervals, step, end_step)
+    model.jit_compile = config.jit_compile
+    with pipeline.translate_data_errors(), stops.training_loop():
+      # One epoch from the restored step: the step counter is the optimizer's `iterations`
+      # (in the checkpoint), and the dataset was rebuilt at that step.
+      model.fit(
+        dataset,
+        epochs=1,
+        steps_per_epoch=end_step - step,
+        shuffle=False,  # the pipeline shuffles (as a function of the seed and step)
+        verbose=0,
+        callbacks=callbacks,
+      )
+  else:
+    progress.close()
+  step = guard.step
   writer.flush()
   if multi_worker:
-    barrier()  # every worker is past its last save, so the chief's checkpoint is on disk
+    _barrier(strategy)  # every worker is past its last save, so the chief's checkpoint is on disk
   # A signal during the last step counts too: no export / evaluation after it.
-  interrupted = stop_voted or stops.requested
+  interrupted = vote.voted or stops.requested
   wall = time.time() - run_start
   steps_run = step - first_step
   summary = {
@@ -552,8 +536,10 @@ def _run(config, strategy, chief, stop_after_steps, stops):
     "steps_run": steps_run,
     "wall_seconds": wall,
     "images_per_second": steps_run * config.batch_size / wall if steps_run else 0.0,
-    "final_losses": _scalar_logs(logs) if logs else {},
-    "checkpoint": latest_checkpoint() if chief else _chief_checkpoint(config, saved_path, restored),
+    "final_losses": guard.logs,
+    "checkpoint": latest_checkpoint()
+    if chief
+    else _chief_checkpoint(config, saver.saved_path, restored),
     "perceptual": perceptual,
   }
   if interrupted:
