@@ -93,6 +93,8 @@ class Encoder(keras.layers.Layer):
       for layer in block:
         layer.build(shape)
         shape = layer.compute_output_shape(shape)
+    # Stateless, but model.fit under a tf.distribute strategy insists every layer be built.
+    self.upsample.build(shape)
     self.built = True
 
   def call(self, images):

@@ -219,6 +219,7 @@ class TransformHead(keras.layers.Layer):
     if any(d is None for d in shape[1:]):
       raise ValueError(f"TransformHead needs a static spatial size, got {shape}")
     if self.hidden is not None:
+      self.flatten.build(shape)  # stateless; model.fit under a strategy wants every layer built
       self.hidden.build((shape[0], shape[1] * shape[2] * shape[3]))
       hidden = (shape[0], self.preset.head_hidden)
       for layer in (self.rotation, self.scale, self.shift):

@@ -262,6 +262,19 @@ def _barrier(strategy):
   return barrier()
 
 
+def _fit_multi_worker(model):
+  """Works around two failures of Keras 3.15's `fit` under MultiWorkerMirroredStrategy.
+
+  Before training, fit builds the model from a batch it reduces over the workers, which fails for
+  a dict batch; build_model has built every layer and the optimizer, so it is skipped. After each
+  step fit averages the logs over the workers with `reduce("MEAN", axis=0)`, which fails for
+  scalars; the logs get a unit axis for it (the reduced values are scalars again).
+  """
+  model._maybe_symbolic_build = lambda **_: None  # noqa: SLF001
+  train_step = model.train_step
+  model.train_step = lambda data: {k: v[None] for k, v in train_step(data).items()}
+
+
 def _batch_images(config, replicas, step):
   """The images the first replica trained on at `step` (the pipeline is a function of the step).
 
@@ -510,6 +523,8 @@ def _run(config, strategy, chief, stop_after_steps, stops):
     # Every step a callback acts on ends an execution; between two, no host-device round trip.
     model.steps_per_execution = callbacks_lib.steps_per_execution(intervals, step, end_step)
     model.jit_compile = config.jit_compile
+    if multi_worker:
+      _fit_multi_worker(model)
     with pipeline.translate_data_errors(), stops.training_loop():
       # One epoch from the restored step: the step counter is the optimizer's `iterations`
       # (in the checkpoint), and the dataset was rebuilt at that step.
