@@ -4,7 +4,8 @@
 
 - outside the training loop (start-up, waiting for the cluster, building the model): an
   `Interrupted` exception, so the command exits at once with one line;
-- inside the training loop: a request that the loop honours after the current step (all workers
+- inside the training loop: a request that the loop honours after the steps under way (one
+  execution of `model.fit`, at most `callbacks.MAX_STEPS_PER_EXECUTION` steps; all workers
   of a multi-worker run agree on the step, the checkpoint of that step is written, then the
   command exits).
 
@@ -125,7 +126,9 @@ class StopSignals:
     name = signal.Signals(signum).name
     if self._in_loop:
       if first:
-        logging.warning("%s received: stopping after this step (checkpoint, then exit)", name)
+        logging.warning(
+          "%s received: stopping after the steps under way (checkpoint, then exit)", name
+        )
       return
     raise Interrupted(self.signum)
 

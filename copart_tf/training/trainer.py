@@ -1,6 +1,9 @@
-"""The training loop: data, strategy, checkpoints and resume, TensorBoard, progress, NaN guard.
+"""Training: data, strategy, model, then `model.fit` with the callbacks of `callbacks.py`.
 
-`train(config)` is what `python -m copart_tf.train` runs; tests call it directly.
+`train(config)` is what `python -m copart_tf.train` runs; tests call it directly. The callbacks
+save checkpoints, write TensorBoard summaries and images, re-seed dead parts, report progress,
+stop on a NaN loss and on SIGTERM / SIGINT; `fit` runs `steps_per_execution` steps per call, so
+the host waits for the device only between executions.
 
 Resume: the checkpoint holds the model, the optimizer (whose `iterations` is the step counter)
 and nothing else, because the input pipeline is a pure function of (seed, step): restarting the
@@ -328,8 +331,9 @@ def train(config, stop_after_steps=None):
   """Trains (or resumes) according to `config`; returns a summary dict.
 
   The first SIGTERM or SIGINT (in the main thread) stops the run: outside the training loop with
-  `shutdown.Interrupted`; in the loop after the current step, on every worker at the same step,
-  with a checkpoint of that step, and the summary's `interrupted` names the signal.
+  `shutdown.Interrupted`; in `fit` after the current execution (of `steps_per_execution` steps), on
+  every worker at the same step, with a checkpoint of that step, and the summary's `interrupted`
+  names the signal.
 
   Args:
     config: a `TrainConfig`.
