@@ -28,6 +28,7 @@ from absl import logging
 from copart_tf.data import pipeline
 from copart_tf.errors import ConfigError, DataError, ModelError
 from copart_tf.losses import perceptual as perceptual_lib
+from copart_tf.model import loading
 from copart_tf.model.copart_model import CoPartModel
 from copart_tf.ops import affine as affine_lib
 from copart_tf.training import callbacks as callbacks_lib
@@ -37,9 +38,11 @@ from copart_tf.training import reseeding, shutdown
 from copart_tf.training import strategy as strategy_lib
 from copart_tf.training.callbacks import TrainingDivergedError  # noqa: F401 (trainer's API)
 
-CONFIG_FILE = "config.json"
-MODEL_CONFIG_FILE = "model.json"  # model.get_config(): what loading rebuilds the model from
-CHECKPOINT_SUBDIR = "checkpoints"
+# The run dir's files, as `copart_tf.model.loading` reads them: config.json (the flags),
+# model.json (model.get_config(), what every loader rebuilds the model from), checkpoints/.
+CONFIG_FILE = loading.CONFIG_FILE
+MODEL_CONFIG_FILE = loading.MODEL_CONFIG_FILE
+CHECKPOINT_SUBDIR = loading.CHECKPOINT_SUBDIR
 
 
 def checkpoint_dir(model_dir):
