@@ -70,7 +70,7 @@ FLAGFILE = """\
 # Runs `copart_tf.train.main` once per case in one interpreter: argv: spec.json out.json.
 _RUNNER = textwrap.dedent(
   """
-  import contextlib, io, json, sys, time, traceback
+  import contextlib, io, json, os, sys, time, traceback
 
   from absl import flags
 
@@ -94,7 +94,8 @@ _RUNNER = textwrap.dedent(
     results["cases"][name] = {"code": code, "stderr": err.getvalue(), "seconds": time.time() - start}
   try:
     model = loading.load_from_model_dir(spec["load_model_dir"])
-    results["load"] = {"weights": len(model.weights)}
+    model_json = os.path.join(spec["load_model_dir"], loading.MODEL_CONFIG_FILE)
+    results["load"] = {"weights": len(model.weights), "model_json": os.path.exists(model_json)}
   except Exception as error:
     results["load"] = {"error": f"{type(error).__name__}: {error}"}
   json.dump(results, open(sys.argv[2], "w"))
@@ -345,6 +346,7 @@ class TrainCliTest(absltest.TestCase):
   def test_run_dir_loads_for_inference(self):
     self.assertIsNone(self.cases["load"].get("error"))
     self.assertGreater(self.cases["load"]["weights"], 10)
+    self.assertTrue(self.cases["load"]["model_json"])  # the trainer wrote model.get_config()
 
   # --- 8. progress: one log line per interval without a TTY ----------------------------------
   def test_progress_lines_once_per_interval_without_tty(self):

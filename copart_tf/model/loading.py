@@ -22,11 +22,23 @@ def read_run_config(model_dir):
       f"{model_dir}: not a training run directory (no {CONFIG_FILE}); pass the --model_dir of a "
       "copart_tf.train run or an exported SavedModel"
     )
+  return _read_json(path)
+
+
+def _read_json(path):
   with open(path) as f:
     try:
       return json.load(f)
     except ValueError as error:
       raise ModelError(f"{path}: not valid JSON ({error})") from None
+
+
+def _write_atomically(path, text):
+  """Writes `text` to `path` through a temporary file: a reader never sees half of it."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
 
 
 def read_part_names(model_dir, num_parts):
@@ -46,10 +58,7 @@ def read_part_names(model_dir, num_parts):
 def write_part_names(model_dir, names):
   """Stores part names (K+1, background first) next to the checkpoints."""
   path = os.path.join(model_dir, PART_NAMES_FILE)
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(list(names), f, indent=2)
-  os.replace(tmp, path)
+  _write_atomically(path, json.dumps(list(names), indent=2))
   return path
 
 
@@ -62,11 +71,14 @@ def read_model_config(model_dir):
   path = os.path.join(model_dir, MODEL_CONFIG_FILE)
   if not os.path.exists(path):
     return config_from_settings(read_run_config(model_dir), "none")
-  with open(path) as f:
-    try:
-      return json.load(f)
-    except ValueError as error:
-      raise ModelError(f"{path}: not valid JSON ({error})") from None
+  return _read_json(path)
+
+
+def write_model_config(model_dir, model):
+  """Stores `model.get_config()` as model.json (what `read_model_config` reads)."""
+  path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+  _write_atomically(path, json.dumps(model.get_config(), indent=2, sort_keys=True))
+  return path
 
 
 def model_from_config(model_config, part_names=None):

@@ -14,7 +14,6 @@ would have seen next.
 import atexit
 import contextlib
 import functools
-import json
 import math
 import os
 import shutil
@@ -39,18 +38,13 @@ from copart_tf.training import strategy as strategy_lib
 from copart_tf.training.callbacks import TrainingDivergedError  # noqa: F401 (trainer's API)
 
 # The run dir's files, as `copart_tf.model.loading` reads them: config.json (the flags),
-# model.json (model.get_config(), what every loader rebuilds the model from), checkpoints/.
+# checkpoints/, and model.json (`loading.write_model_config`).
 CONFIG_FILE = loading.CONFIG_FILE
-MODEL_CONFIG_FILE = loading.MODEL_CONFIG_FILE
 CHECKPOINT_SUBDIR = loading.CHECKPOINT_SUBDIR
 
 
 def checkpoint_dir(model_dir):
   return os.path.join(model_dir, CHECKPOINT_SUBDIR)
-
-
-def _model_config_path(config):
-  return os.path.join(config.model_dir, MODEL_CONFIG_FILE)
 
 
 def _check_model_dir_writable(model_dir):
@@ -281,6 +275,23 @@ def _fit_multi_worker(model):
   model.train_step = lambda data: {k: v[None] for k, v in train_step(data).items()}
 
 
+def _train_pairs(config, replicas, start_step):
+  """The training pair dataset from `start_step` on (a pure function of seed and step)."""
+  return pipeline.make_pair_dataset(
+    config.data_dir,
+    "train",
+    config.image_size,
+    config.batch_size,
+    config.seed,
+    start_step=start_step,
+    augment=config.augment,
+    rotation_degrees=config.augment_rotation_deg,
+    id_sampling=config.id_sampling,
+    on_bad_frame=config.on_bad_frame,
+    num_replicas=replicas,
+  )
+
+
 def _batch_images(config, replicas, step):
   """The images the first replica trained on at `step` (the pipeline is a function of the step).
 
@@ -288,23 +299,7 @@ def _batch_images(config, replicas, step):
   the same batch the re-seeding checked when it ran inside a hand-written loop.
   """
   with pipeline.translate_data_errors():
-    batch = next(
-      iter(
-        pipeline.make_pair_dataset(
-          config.data_dir,
-          "train",
-          config.image_size,
-          config.batch_size,
-          config.seed,
-          start_step=step - 1,
-          augment=config.augment,
-          rotation_degrees=config.augment_rotation_deg,
-          id_sampling=config.id_sampling,
-          on_bad_frame=config.on_bad_frame,
-          num_replicas=replicas,
-        )
-      )
-    )
+    batch = next(iter(_train_pairs(config, replicas, step - 1)))
   local = config.batch_size // replicas
   return tf.concat([batch["source"][:local], batch["target"][:local]], 0)
 
@@ -447,29 +442,16 @@ def _run(config, strategy, chief, stop_after_steps, stops):
     if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
       optimizer.learning_rate = rate
   if chief:
-    model_config = json.dumps(model.get_config(), indent=2, sort_keys=True)
-    for path, text in ((config_path, config.to_json()), (_model_config_path(config), model_config)):
-      with open(path + ".tmp", "w") as f:  # atomic: other workers may be reading it
-        f.write(text)
-      os.replace(path + ".tmp", path)
+    with open(config_path + ".tmp", "w") as f:  # atomic: other workers may be reading it
+      f.write(config.to_json())
+    os.replace(config_path + ".tmp", config_path)
+    loading.write_model_config(config.model_dir, model)
   if step >= config.train_steps:
     logging.info("already trained: step %d >= --train_steps=%d", step, config.train_steps)
 
   max_rotation = math.radians(config.equivariance_rotation_deg)
   with pipeline.translate_data_errors():
-    dataset = pipeline.make_pair_dataset(
-      config.data_dir,
-      "train",
-      config.image_size,
-      config.batch_size,
-      config.seed,
-      start_step=step,
-      augment=config.augment,
-      rotation_degrees=config.augment_rotation_deg,
-      id_sampling=config.id_sampling,
-      on_bad_frame=config.on_bad_frame,
-      num_replicas=replicas,
-    )
+    dataset = _train_pairs(config, replicas, step)
     try:
       vis_dataset = pipeline.make_pair_dataset(
         config.data_dir, "test", config.image_size, 4, config.seed + 1, augment=False
